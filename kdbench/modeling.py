@@ -1,0 +1,113 @@
+"""Building models for a StudentShape with transformers' Auto classes, and cutting attention heads.
+
+Imports torch and transformers inside functions: `kdbench --help` must not pay for them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from kdbench.errors import KdbenchError
+from kdbench.students import StudentShape
+
+NUM_LABELS = 2  # the profiled classification head: 2 labels, as in the paper's binary tasks
+
+
+def student_config(teacher_config, shape: StudentShape, num_labels: int = NUM_LABELS):
+    """The teacher's config with the student's sizes (heads before pruning) written in."""
+    cfg = copy.deepcopy(teacher_config)
+    cfg.num_hidden_layers = shape.layers
+    cfg.num_attention_heads = shape.config_heads or shape.heads
+    cfg.hidden_size = shape.hidden
+    cfg.intermediate_size = shape.ffn
+    cfg.num_labels = num_labels
+    if hasattr(cfg, "embedding_size"):  # ALBERT/ELECTRA-style factorised embeddings follow the width
+        cfg.embedding_size = shape.hidden
+    return cfg
+
+
+# Attention blocks by architecture: (Q, K, V) linear names on the self-attention module, and the path from the
+# self-attention's parent to the output projection. Covers BERT, RoBERTa, ELECTRA (query/key/value + output.dense)
+# and MPNet (q/k/v/o on one module).
+_QKV_LAYOUTS = ((("query", "key", "value"), ("output", "dense"), "self"), (("q", "k", "v"), ("o",), None))
+
+
+def _slice_linear(layer, keep: int, dim: int):
+    """A new nn.Linear keeping the first `keep` outputs (dim=0) or inputs (dim=1) of `layer`."""
+    import torch
+
+    w = layer.weight.narrow(dim, 0, keep)
+    out_f, in_f = w.shape
+    new = torch.nn.Linear(in_f, out_f, bias=layer.bias is not None, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias if dim == 1 else layer.bias.narrow(0, 0, keep))
+    return new
+
+
+def prune_heads(model, heads: int) -> int:
+    """Keep the first `heads` attention heads of every layer (their projections shrink); return layers changed.
+
+    Works on the module attributes that transformers' own `prune_heads` edits (num_attention_heads, all_head_size),
+    which exist in transformers 4.x and 5.x, instead of that method, which 5.x dropped for several encoders.
+    """
+    changed = 0
+    for module in list(model.modules()):  # a list: the loop replaces child modules
+        for qkv, out_path, self_name in _QKV_LAYOUTS:
+            attn = getattr(module, self_name, None) if self_name else module
+            if attn is None or not all(hasattr(attn, n) for n in qkv) or not hasattr(attn, "num_attention_heads"):
+                continue
+            head_dim = int(attn.attention_head_size)
+            keep = heads * head_dim
+            for n in qkv:
+                setattr(attn, n, _slice_linear(getattr(attn, n), keep, dim=0))
+            parent, *rest = (module, *out_path)
+            for n in rest[:-1]:
+                parent = getattr(parent, n)
+            setattr(parent, rest[-1], _slice_linear(getattr(parent, rest[-1]), keep, dim=1))
+            attn.num_attention_heads = heads
+            attn.all_head_size = keep
+            if hasattr(attn, "config"):
+                attn.config = copy.copy(attn.config)
+                attn.config.num_attention_heads = heads
+            changed += 1
+    for module in list(model.modules()):  # MPNet: one relative-position bias per head, shared by all layers
+        bias = getattr(module, "relative_attention_bias", None)
+        if bias is not None and hasattr(module, "n_heads"):
+            import torch
+
+            new = torch.nn.Embedding(bias.num_embeddings, heads, device=bias.weight.device, dtype=bias.weight.dtype)
+            with torch.no_grad():
+                new.weight.copy_(bias.weight[:, :heads])
+            module.relative_attention_bias = new
+            module.n_heads = heads
+    if changed == 0:
+        raise KdbenchError(f"cannot prune attention heads of {type(model).__name__}: unknown attention layout")
+    return changed
+
+
+def build_model(teacher_config, shape: StudentShape, device: str = "cpu", attn_implementation: str | None = None):
+    """A randomly initialised sequence-classification model of the student's shape, in eval mode."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = student_config(teacher_config, shape)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    with torch.device(device):
+        model = AutoModelForSequenceClassification.from_config(cfg, **kwargs)
+    if shape.pruned:
+        prune_heads(model, shape.heads)
+    return model.eval()
+
+
+def count_parameters(teacher_config, shape: StudentShape) -> int:
+    """Exact parameter count of the student with a 2-label head, built on the meta device (no memory, no time)."""
+    model = build_model(teacher_config, shape, device="meta")
+    return sum(p.numel() for p in model.parameters())
+
+
+def attention_implementation(model) -> str:
+    """The attention implementation transformers picked for `model` (eager, sdpa, flash_attention_2, ...)."""
+    impl = getattr(model.config, "_attn_implementation", None)
+    return str(impl) if impl else "eager"

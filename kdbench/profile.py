@@ -1,0 +1,274 @@
+"""`kdbench profile`: time the teacher and its students on each backend x device x batch size x sequence length.
+
+Read top to bottom: ProfileConfig says what to measure, `measure` is the timing loop, `plan` resolves the zoo against
+the teacher, and `run_profile` builds each model once and walks the grid.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdbench import env
+from kdbench.backends import BACKENDS, DTYPES, check_backend, onnx_cache_path, open_session
+from kdbench.clock import Clock, clock_for
+from kdbench.errors import KdbenchError
+from kdbench.flops import sequence_flops
+from kdbench.results import Cell, ProfileResult
+from kdbench.students import StudentShape, load_zoo, resolve, select, teacher_as_student
+from kdbench.teacher import DEFAULT_TEACHER, load_teacher_config, teacher_shape
+
+DEVICES = ("cpu", "cuda")
+DEFAULT_STUDENTS = "paper,pruned"  # the paper's eight and the pruned-head variants the head verdict compares against
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """What `kdbench profile` measures and how long it measures each cell."""
+
+    teacher: str = DEFAULT_TEACHER  # hub id or local model folder; only its config is read
+    students: str = DEFAULT_STUDENTS  # comma-separated names or groups (paper, heads, pruned, custom, all)
+    students_dir: Path | None = None  # folder of student .toml files; None: the shipped zoo
+    backends: tuple[str, ...] = ("torch", "onnxruntime")  # inference engines to time
+    device: str = "cpu"  # cpu or cuda
+    dtype: str = "fp32"  # fp32; fp16 and bf16 on cuda (torch backend only)
+    batch_sizes: tuple[int, ...] = (1, 8)  # sequences per call
+    seq_lens: tuple[int, ...] = (128,)  # tokens per sequence
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)  # intra-op threads on CPU
+    warmup_runs: int = 3  # calls before timing starts (excluded from the samples)
+    warmup_time_s: float = 1.0  # seconds of warm-up at least: caches, allocator and thread pools settle
+    min_runs: int = 10  # timed calls at least
+    min_time_s: float = 1.0  # seconds of timed calls at least, per cell
+    max_time_s: float = 20.0  # seconds per cell at most, even before min_runs (two samples are always taken)
+    seed: int = 0  # seeds the random weights, the token ids and the bootstrap
+    output: Path = Path("reports/profile.json")  # where the result file is written
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise KdbenchError(f"--device is {self.device!r}; allowed: {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise KdbenchError(f"--dtype is {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        if self.dtype != "fp32" and self.device != "cuda":
+            raise KdbenchError(f"--dtype {self.dtype} is for --device cuda; on cpu use fp32")
+        if not self.backends:
+            raise KdbenchError(f"--backends is empty; allowed: {', '.join(BACKENDS)}")
+        for b in self.backends:
+            check_backend(b)
+        for name, values in (("--batch-sizes", self.batch_sizes), ("--seq-lens", self.seq_lens)):
+            if not values or any(v <= 0 for v in values):
+                raise KdbenchError(f"{name} must be positive integers, got {list(values)}")
+        for name, value in (("--threads", self.threads), ("--min-runs", self.min_runs)):
+            if value < 1:
+                raise KdbenchError(f"{name} must be at least 1, got {value}")
+        if self.min_runs < 2:
+            raise KdbenchError(f"--min-runs must be at least 2 (a spread needs two samples), got {self.min_runs}")
+        if min(self.warmup_runs, self.warmup_time_s, self.min_time_s) < 0 or self.max_time_s <= 0:
+            raise KdbenchError("--warmup, --warmup-time and --min-time must not be negative; --max-time must be "
+                               "positive")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["students_dir"] = str(self.students_dir) if self.students_dir else None
+        d["output"] = str(self.output)
+        return d
+
+
+QUICK = dict(students="3L,4AH,4AH_pruned", batch_sizes=(1,), seq_lens=(32,), warmup_runs=1, warmup_time_s=0.3,
+             min_runs=5, min_time_s=0.3, max_time_s=5.0)  # --quick: a smoke run in seconds
+
+
+def measure(call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, warmup_runs: int,
+            min_runs: int, min_time_s: float, max_time_s: float, warmup_time_s: float = 0.0) -> list[float]:
+    """Time one `call` on its own: warm-up first (at least `warmup_runs` calls and `warmup_time_s` seconds,
+    discarded), then until both `min_runs` calls and `min_time_s` seconds of timed calls are reached; `max_time_s`
+    cuts a slow cell short (keeping at least two samples, the least a spread needs)."""
+    warm_up(call, synchronize, clock, warmup_runs, warmup_time_s)
+    target = Target("call", call, synchronize)
+    measure_interleaved([target], clock, min_runs, min_time_s, max_time_s, block_s=float("inf"))
+    return target.samples
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved work: the teacher config and every shape to profile (teacher first)."""
+
+    teacher_config: object
+    teacher: dict
+    shapes: tuple[StudentShape, ...]
+
+
+def plan(cfg: ProfileConfig) -> Plan:
+    """Load the teacher's config and resolve the chosen students against it (all errors before any timing)."""
+    teacher_config = load_teacher_config(cfg.teacher)
+    t = teacher_shape(teacher_config, cfg.teacher)
+    specs = select(load_zoo(cfg.students_dir), cfg.students)
+    shapes = (teacher_as_student(t), *(resolve(s, t) for s in specs))
+    limit = max_sequence_length(teacher_config)
+    if limit is not None and max(cfg.seq_lens) > limit:
+        raise KdbenchError(f"--seq-lens {max(cfg.seq_lens)} is longer than teacher {cfg.teacher!r} allows "
+                           f"({limit} positions); choose lengths up to {limit}")
+    teacher = {"name": cfg.teacher, "model_type": t.model_type, **teacher_as_student(t).to_dict()}
+    return Plan(teacher_config, teacher, shapes)
+
+
+# Models whose position ids start after the padding index, so `pad_token_id + 1` positions are never used by tokens.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "longformer", "data2vec-text"}
+
+
+def max_sequence_length(teacher_config) -> int | None:
+    """The longest sequence the teacher's position embeddings can take (None when unbounded, e.g. relative)."""
+    limit = getattr(teacher_config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    if teacher_config.model_type in _OFFSET_POSITIONS:
+        limit -= (getattr(teacher_config, "pad_token_id", 0) or 0) + 1
+    return int(limit)
+
+
+def describe_students(p: Plan, seq_lens: tuple[int, ...]) -> dict[str, dict]:
+    """Shape, exact parameter count and analytic FLOPs of every planned model."""
+    from kdbench.modeling import count_parameters
+
+    return {s.name: {**s.to_dict(), "parameters": count_parameters(p.teacher_config, s),
+                     "flops_per_sequence": {str(n): sequence_flops(s, n) for n in seq_lens}} for s in p.shapes}
+
+
+def check_device(device: str) -> None:
+    """Fail with one clear line when CUDA is asked for and absent."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
+
+
+def _inputs(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab_size, size=(batch, seq), dtype=np.int64)  # skip special ids at the bottom
+    return {"input_ids": ids, "attention_mask": np.ones((batch, seq), dtype=np.int64)}
+
+
+Progress = Callable[[str, int], None]  # (description, cells advanced) -> None
+
+
+@dataclass
+class Target:
+    """One model's call at one grid point, as the interleaved measuring loop sees it."""
+
+    name: str
+    call: Callable[[], object]
+    synchronize: Callable[[], None]
+    samples: list[float] = field(default_factory=list)
+    spent: float = 0.0  # seconds of timed calls so far
+
+    def done(self, min_runs: int, min_time_s: float, max_time_s: float) -> bool:
+        n = len(self.samples)
+        return (n >= min_runs and self.spent >= min_time_s) or (n >= 2 and self.spent >= max_time_s)
+
+
+def measure_interleaved(targets: list[Target], clock: Clock, min_runs: int, min_time_s: float, max_time_s: float,
+                        block_s: float = 0.25, on_block: Callable[[Target], None] | None = None) -> None:
+    """Time several models at the same grid point in alternating blocks (fills each target's `samples`).
+
+    A shared machine drifts (other tenants, thermal state); measuring the teacher and its students in round-robin
+    blocks of about `block_s` seconds spreads that drift over all of them, so their ratios stay honest. Within a block
+    calls run back to back, as in a serving loop. A target leaves the rotation once it has `min_runs` calls and
+    `min_time_s` seconds (or `max_time_s`); the caller has warmed every target up already.
+    """
+    pending = list(targets)
+    while pending:
+        for t in pending:
+            block_start = clock.now()
+            while True:
+                sample = clock.time_call(t.call, t.synchronize)
+                t.samples.append(sample)
+                t.spent += sample
+                if clock.now() - block_start >= block_s or t.done(min_runs, min_time_s, max_time_s):
+                    break
+            if on_block:
+                on_block(t)
+        pending = [t for t in pending if not t.done(min_runs, min_time_s, max_time_s)]
+
+
+def warm_up(call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int,
+            time_s: float) -> None:
+    """Untimed calls: at least `runs` of them and at least `time_s` seconds."""
+    start = clock.now()
+    done = 0
+    while done < runs or clock.now() - start < time_s:
+        call()
+        synchronize()
+        done += 1
+
+
+def _open_sessions(p: Plan, cfg: ProfileConfig, backend: str, models: dict, progress: Progress) -> dict:
+    sessions = {}
+    for shape in p.shapes:
+        onnx_path = onnx_cache_path(p.teacher["model_type"], shape.key())
+        if backend == "onnxruntime" and not onnx_path.is_file():
+            progress(f"exporting {shape.name} to ONNX", 0)
+        sessions[shape.name] = open_session(backend, models[shape.name], cfg.device, cfg.dtype, cfg.threads,
+                                            onnx_path)
+    return sessions
+
+
+def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Clock, progress: Progress) -> dict:
+    """Warm every session up at one (batch, seq) point, then time them interleaved; return name -> (samples, mem)."""
+    targets, memory = [], {}
+    for name, session in sessions.items():
+        inputs = session.prepare(arrays)
+        progress(f"warming up {name}", 0)
+        session.reset_peak_memory()
+        warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs,
+                cfg.warmup_time_s)
+        memory[name] = session.peak_memory()
+        targets.append(Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize))
+    measure_interleaved(targets, clock, cfg.min_runs, cfg.min_time_s, cfg.max_time_s,
+                        on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0))
+    return {t.name: (t.samples, memory[t.name]) for t in targets}
+
+
+def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None) -> ProfileResult:
+    """Measure every cell of the grid and return the result (not yet written).
+
+    Every model is built once; for each backend all sessions are opened, and at each (batch, seq) point the teacher
+    and the students are timed interleaved (see `measure_interleaved`).
+    """
+    import torch
+
+    from kdbench.modeling import build_model
+
+    progress = progress or (lambda _desc, _n: None)
+    check_device(cfg.device)
+    p = plan(cfg)
+    students = describe_students(p, cfg.seq_lens)
+    clock = clock or clock_for(cfg.device)
+    cells: list[Cell] = []
+    skipped: list[dict] = []
+    models = {}
+    for shape in p.shapes:
+        progress(f"building {shape.name}", 0)
+        torch.manual_seed(cfg.seed)
+        models[shape.name] = build_model(p.teacher_config, shape)
+    for backend in cfg.backends:
+        if backend == "onnxruntime" and cfg.dtype != "fp32":
+            skipped += [{"student": s.name, "backend": backend, "reason": "onnxruntime is fp32-only"} for s in p.shapes]
+            progress(f"{backend} skipped ({cfg.dtype})", len(p.shapes) * len(cfg.batch_sizes) * len(cfg.seq_lens))
+            continue
+        sessions = _open_sessions(p, cfg, backend, models, progress)
+        for seq in cfg.seq_lens:
+            for batch in cfg.batch_sizes:
+                arrays = _inputs(p.teacher_config.vocab_size, batch, seq, cfg.seed)
+                measured = _measure_point(cfg, sessions, arrays, clock, progress)
+                for name, (samples, (mem, kind)) in measured.items():
+                    cells.append(Cell(name, backend, cfg.device, cfg.dtype, batch, seq, cfg.threads,
+                                      sessions[name].attn_impl, tuple(samples), cfg.warmup_runs, mem, kind))
+                progress(f"{backend} b={batch} n={seq} done", len(measured))
+        del sessions
+        if cfg.device == "cuda":
+            torch.cuda.empty_cache()
+    return ProfileResult(env.collect(cfg.threads), cfg.to_dict(), p.teacher, students, tuple(cells), tuple(skipped))
