@@ -202,6 +202,9 @@ def open_onnxruntime(model, device: str, dtype: str, threads: int, onnx_path: Pa
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # Idle intra-op threads must not spin: kdbench keeps one session per model open, and spinning pools of idle
+    # sessions steal the cores from the one being timed.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=[provider])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from kdbench.errors import KdbenchError
+from kdbench.profile import DEFAULTS  # light: the profile module imports torch only when it runs
 
 app = typer.Typer(
     help="Measure what knowledge distillation loses and what it buys at deployment.",
@@ -85,22 +86,22 @@ def students(
 def profile(
     teacher: TeacherOpt = "roberta-base",
     select: Annotated[Optional[str], typer.Option("--students", help="Names or groups (paper, heads, pruned, custom, "
-                                                   "all), comma-separated. Default: paper,pruned. The teacher is "
+                                                   f"all), comma-separated. Default: {DEFAULTS['students']}. The teacher is "
                                                    "always profiled.")] = None,
     students_dir: StudentsDirOpt = None,
     backends: Annotated[Optional[str], typer.Option(help="Comma-separated: torch, onnxruntime. Default: both.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on cuda (torch backend).")] = "fp32",
-    batch_sizes: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes. Default: 1,8.")] = None,
-    seq_lens: Annotated[Optional[str], typer.Option(help="Comma-separated sequence lengths. Default: 128.")] = None,
+    batch_sizes: Annotated[Optional[str], typer.Option(help=f"Comma-separated batch sizes. Default: {DEFAULTS['batch_sizes']}.")] = None,
+    seq_lens: Annotated[Optional[str], typer.Option(help=f"Comma-separated sequence lengths. Default: {DEFAULTS['seq_lens']}.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads. Default: all cores.")] = None,
-    warmup: Annotated[Optional[int], typer.Option(help="Untimed warm-up calls per cell. Default: 3.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help=f"Untimed warm-up calls per cell. Default: {DEFAULTS['warmup_runs']}.")] = None,
     warmup_time: Annotated[Optional[float], typer.Option(help="Seconds of warm-up per cell, at least. "
-                                                         "Default: 1.")] = None,
-    min_runs: Annotated[Optional[int], typer.Option(help="Timed calls per cell, at least. Default: 10.")] = None,
+                                                         f"Default: {DEFAULTS['warmup_time_s']}.")] = None,
+    min_runs: Annotated[Optional[int], typer.Option(help=f"Timed calls per cell, at least. Default: {DEFAULTS['min_runs']}.")] = None,
     min_time: Annotated[Optional[float], typer.Option(help="Seconds of timed calls per cell, at least. "
-                                                      "Default: 1.")] = None,
-    max_time: Annotated[Optional[float], typer.Option(help="Seconds per cell at most. Default: 20.")] = None,
+                                                      f"Default: {DEFAULTS['min_time_s']}.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help=f"Seconds of timed calls per cell at most. Default: {DEFAULTS['max_time_s']}.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for random weights, inputs and the bootstrap.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Result JSON file (written atomically).")] = Path(
         "reports/profile.json"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,8 @@ class ProfileConfig:
     batch_sizes: tuple[int, ...] = (1, 8)  # sequences per call
     seq_lens: tuple[int, ...] = (128,)  # tokens per sequence
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)  # intra-op threads on CPU
-    warmup_runs: int = 3  # calls before timing starts (excluded from the samples)
-    warmup_time_s: float = 1.0  # seconds of warm-up at least: caches, allocator and thread pools settle
+    warmup_runs: int = 2  # calls before timing starts (excluded from the samples)
+    warmup_time_s: float = 0.5  # seconds of warm-up at least: caches, allocator and thread pools settle
     min_runs: int = 10  # timed calls at least
     min_time_s: float = 1.0  # seconds of timed calls at least, per cell
     max_time_s: float = 20.0  # seconds per cell at most, even before min_runs (two samples are always taken)
@@ -77,6 +77,11 @@ class ProfileConfig:
         return d
 
 
+def _format(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+DEFAULTS = {f.name: _format(f.default) for f in fields(ProfileConfig) if f.default is not MISSING}  # for --help
 QUICK = dict(students="3L,4AH,4AH_pruned", batch_sizes=(1,), seq_lens=(32,), warmup_runs=1, warmup_time_s=0.3,
              min_runs=5, min_time_s=0.3, max_time_s=5.0)  # --quick: a smoke run in seconds
 
