@@ -10,17 +10,15 @@ import copy
 from kdbench.errors import KdbenchError
 from kdbench.students import StudentShape
 
-NUM_LABELS = 2  # the profiled classification head: 2 labels, as in the paper's binary tasks
 
 
-def student_config(teacher_config, shape: StudentShape, num_labels: int = NUM_LABELS):
-    """The teacher's config with the student's sizes (heads before pruning) written in."""
+def student_config(teacher_config, shape: StudentShape):
+    """The teacher's config (labels and problem type included) with the student's sizes (heads before pruning)."""
     cfg = copy.deepcopy(teacher_config)
     cfg.num_hidden_layers = shape.layers
     cfg.num_attention_heads = shape.config_heads or shape.heads
     cfg.hidden_size = shape.hidden
     cfg.intermediate_size = shape.ffn
-    cfg.num_labels = num_labels
     if hasattr(cfg, "embedding_size"):  # ALBERT/ELECTRA-style factorised embeddings follow the width
         cfg.embedding_size = shape.hidden
     return cfg

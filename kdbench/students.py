@@ -243,6 +243,13 @@ def _natural(name: str) -> tuple:
     return tuple(int(t) if t.isdigit() else t for t in re.findall(r"\d+|\D+", name))
 
 
+def lookup_student(zoo: dict[str, StudentSpec], name: str) -> StudentSpec:
+    """One student by name, with a 'did you mean' on typos."""
+    if name in zoo:
+        return zoo[name]
+    raise KdbenchError(f"unknown student {name!r}{suggest(name, zoo)}; choose from: {', '.join(zoo)}")
+
+
 def select(zoo: dict[str, StudentSpec], selection: str) -> list[StudentSpec]:
     """Pick students by comma-separated names and groups ('paper', 'heads', 'pruned', 'custom', 'all')."""
     chosen: list[StudentSpec] = []

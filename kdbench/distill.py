@@ -1,0 +1,465 @@
+"""Teacher fine-tuning and knowledge distillation with the paper's recipe, on the Hugging Face Trainer.
+
+Read top to bottom:
+  1. the configuration (every field with its meaning and unit),
+  2. the layer map and the student built from the teacher,
+  3. the three losses,
+  4. the Trainer subclass that adds the teacher,
+  5. `finetune` (cached per teacher, task and hyper-parameters) and `distill`, which write a run folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kdbench import env
+from kdbench.backends import cache_root
+from kdbench.data import Task, get_task, load_task, tokenize
+from kdbench.errors import KdbenchError
+from kdbench.io import atomic_write_json, read_json
+from kdbench.metrics import main_score, task_metrics
+
+FEATURE_LOSSES = ("mse", "cosine")
+INITS = ("teacher", "random")
+DEVICES = ("cpu", "cuda")
+
+
+# ------------------------------------------------------------------------------------------------ 1. configuration
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by teacher fine-tuning and distillation (the paper's defaults)."""
+
+    learning_rate: float = 5e-5  # Adam step size
+    epochs: float = 10.0  # passes over the training split
+    batch_size: int = 12  # sequences per optimisation step
+    max_seq_len: int = 128  # tokens per sequence; longer inputs are truncated
+    max_train_samples: int | None = None  # use the first N training rows (None: all)
+    max_eval_samples: int | None = None  # use the first N evaluation rows (None: all)
+    seed: int = 42  # seeds weights, data order and dropout; CPU runs repeat exactly
+    device: str = "cpu"  # cpu or cuda (bf16 autocast on cuda)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise KdbenchError(f"--device is {self.device!r}; allowed: {', '.join(DEVICES)}")
+        for name, value in (("--learning-rate", self.learning_rate), ("--epochs", self.epochs),
+                            ("--batch-size", self.batch_size), ("--max-seq-len", self.max_seq_len)):
+            if value <= 0:
+                raise KdbenchError(f"{name} must be positive, got {value}")
+        for name, value in (("--max-train-samples", self.max_train_samples),
+                            ("--max-eval-samples", self.max_eval_samples)):
+            if value is not None and value <= 0:
+                raise KdbenchError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One distillation run: which student of which teacher on which task, and how it learns."""
+
+    task: str  # GLUE task name (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)
+    student: str  # a student name from the zoo
+    teacher: str = "roberta-base"  # hub id or local model folder of the pretrained teacher
+    teacher_checkpoint: str | None = None  # an already fine-tuned teacher folder: skips fine-tuning
+    students_dir: Path | None = None  # folder of student files (None: the shipped zoo)
+    data_dir: Path | None = None  # local GLUE copy (None: the Hugging Face hub)
+    output_dir: Path | None = None  # run folder (None: runs/<task>/<student>-<teacher>-s<seed>)
+    init: str = "teacher"  # teacher: copy mapped layers and embeddings where shapes allow; random: none
+    alpha_hard: float = 0.33  # weight of the cross-entropy on the labels
+    alpha_soft: float = 0.33  # weight of the KL divergence to the teacher's softened logits
+    alpha_feature: float = 0.33  # weight of the loss between mapped hidden states
+    temperature: float = 2.0  # softmax temperature of the soft loss (the loss is scaled by T^2)
+    feature_loss: str = "mse"  # mse or cosine
+    train: TrainConfig = field(default_factory=TrainConfig)  # optimisation settings
+    resume: bool = False  # continue an interrupted run from its last checkpoint
+    overwrite: bool = False  # replace an existing run folder
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        if self.init not in INITS:
+            raise KdbenchError(f"--init is {self.init!r}; allowed: {', '.join(INITS)}")
+        if self.feature_loss not in FEATURE_LOSSES:
+            raise KdbenchError(f"--feature-loss is {self.feature_loss!r}; allowed: {', '.join(FEATURE_LOSSES)}")
+        weights = (self.alpha_hard, self.alpha_soft, self.alpha_feature)
+        if min(weights) < 0 or sum(weights) == 0:
+            raise KdbenchError("loss weights must not be negative and must not all be zero")
+        if self.temperature <= 0:
+            raise KdbenchError(f"--temperature must be positive, got {self.temperature}")
+        if self.resume and self.overwrite:
+            raise KdbenchError("--resume and --overwrite exclude each other")
+
+    def run_dir(self) -> Path:
+        if self.output_dir is not None:
+            return Path(self.output_dir)
+        return Path("runs") / get_task(self.task).name / f"{self.student}-{_slug(self.teacher)}-s{self.train.seed}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("students_dir", "data_dir", "output_dir"):
+            d[k] = str(d[k]) if d[k] is not None else None
+        return d
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name or name)
+
+
+# ------------------------------------------------------------------------------ 2. layer map and student building
+def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layer for each student layer: first to first, last to last, the rest spread uniformly between."""
+    assert 0 < student_layers <= teacher_layers, "resolve() rejects students deeper than the teacher"
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    step = (teacher_layers - 1) / (student_layers - 1)
+    return [round(i * step) for i in range(student_layers)]
+
+
+@dataclass
+class InitReport:
+    """Which student tensors came from the teacher: copied whole, sliced (pruned heads), or left random."""
+
+    copied: list[str] = field(default_factory=list)
+    sliced: list[str] = field(default_factory=list)
+    random: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"{len(self.copied)} tensors copied, {len(self.sliced)} sliced from teacher heads, " \
+               f"{len(self.random)} random"
+
+
+_LAYER = re.compile(r"\.layer\.(\d+)\.")
+
+
+def init_from_teacher(student, teacher, lmap: list[int], pruned: bool) -> InitReport:
+    """Copy teacher tensors into the student where shapes allow.
+
+    A student tensor in layer i takes the teacher's tensor of layer lmap[i]; other tensors (embeddings, classifier)
+    take the same name. Equal shapes are copied; for pruned-head students (teacher's head width kept) the attention
+    tensors take the teacher's first heads, matching `kdbench.modeling.prune_heads`.
+    """
+    import torch
+
+    report = InitReport()
+    t_params = dict(teacher.named_parameters())
+    with torch.no_grad():
+        for name, param in student.named_parameters():
+            t_name = _LAYER.sub(lambda m: f".layer.{lmap[int(m.group(1))]}.", name)
+            src = t_params.get(t_name)
+            if src is None:
+                report.random.append(name)
+            elif src.shape == param.shape:
+                param.copy_(src)
+                report.copied.append(name)
+            elif pruned and src.dim() == param.dim() and all(s <= t for s, t in zip(param.shape, src.shape)):
+                param.copy_(src[tuple(slice(0, s) for s in param.shape)])
+                report.sliced.append(name)
+            else:
+                report.random.append(name)
+    return report
+
+
+def build_student(teacher_model, shape, init: str):
+    """The student model for `shape`, initialised from the fine-tuned teacher (or randomly)."""
+    from kdbench.modeling import build_model
+
+    student = build_model(teacher_model.config, shape)  # labels and problem type follow the teacher
+    lmap = layer_map(shape.layers, teacher_model.config.num_hidden_layers)
+    report = init_from_teacher(student, teacher_model, lmap, shape.pruned) if init == "teacher" else InitReport(
+        random=[n for n, _ in student.named_parameters()])
+    return student.train(), lmap, report
+
+
+# ---------------------------------------------------------------------------------------------------- 3. the losses
+def hard_loss(student_logits, labels, regression: bool):
+    """Cross-entropy on the labels (mean squared error for regression)."""
+    import torch.nn.functional as F
+
+    if regression:
+        return F.mse_loss(student_logits.squeeze(-1), labels.float())
+    return F.cross_entropy(student_logits, labels)
+
+
+def soft_loss(student_logits, teacher_logits, temperature: float, regression: bool):
+    """KL(teacher || student) on temperature-softened distributions, times T^2 (MSE to the teacher for regression)."""
+    import torch.nn.functional as F
+
+    if regression:
+        return F.mse_loss(student_logits.squeeze(-1), teacher_logits.squeeze(-1))
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def feature_loss(student_states, teacher_states, lmap: list[int], attention_mask, projection, kind: str):
+    """Mean over mapped layer pairs of the per-token MSE or (1 - cosine) between projected student states and
+    teacher states, averaged over real (unpadded) tokens. States are each layer's output (index 0 = embeddings)."""
+    import torch.nn.functional as F
+
+    mask = attention_mask.unsqueeze(-1).to(student_states[1].dtype)
+    tokens = mask.sum()
+    total = 0.0
+    for i, j in enumerate(lmap):
+        s = projection(student_states[i + 1])
+        t = teacher_states[j + 1]
+        if kind == "mse":
+            per_token = ((s - t) ** 2).mean(-1, keepdim=True)
+        else:
+            per_token = 1 - F.cosine_similarity(s, t, dim=-1).unsqueeze(-1)
+        total = total + (per_token * mask).sum() / tokens
+    return total / len(lmap)
+
+
+# -------------------------------------------------------------------------------------- 4. the distillation trainer
+def _distillation_module():
+    import torch
+
+    class DistillationModule(torch.nn.Module):
+        """The student plus the projection to the teacher's width (trained with it, not saved with the student)."""
+
+        def __init__(self, student, student_width: int, teacher_width: int):
+            super().__init__()
+            self.student = student
+            self.projection = (torch.nn.Identity() if student_width == teacher_width
+                               else torch.nn.Linear(student_width, teacher_width))
+
+        def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            return self.student(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **extra, **kwargs)
+
+    return DistillationModule
+
+
+def _kd_trainer_class():
+    import torch
+    from transformers import Trainer
+
+    class KDTrainer(Trainer):
+        """Trainer whose loss adds the teacher: alpha_hard*CE + alpha_soft*KL(T) + alpha_feature*feature."""
+
+        def __init__(self, *args, teacher, lmap, cfg: DistillConfig, regression: bool, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.teacher = teacher.eval()
+            self.lmap, self.cfg, self.regression = lmap, cfg, regression
+            self.teacher.to(self.args.device)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            out = model(**inputs, output_hidden_states=True)
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=True)
+            c = self.cfg
+            core = model.module if hasattr(model, "module") else model  # DDP wraps the module
+            loss = c.alpha_hard * hard_loss(out.logits, labels, self.regression)
+            if c.alpha_soft:
+                loss = loss + c.alpha_soft * soft_loss(out.logits, t_out.logits, c.temperature, self.regression)
+            if c.alpha_feature:
+                loss = loss + c.alpha_feature * feature_loss(out.hidden_states, t_out.hidden_states, self.lmap,
+                                                             inputs["attention_mask"], core.projection,
+                                                             c.feature_loss)
+            # evaluation only needs the logits; hidden states would be gathered into the predictions
+            return (loss, {"logits": out.logits}) if return_outputs else loss
+
+    return KDTrainer
+
+
+# ----------------------------------------------------------------------------------- 5. fine-tuning and distilling
+def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: list[str]):
+    from transformers import TrainingArguments
+
+    if train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
+    best = f"eval_{eval_keys[0]}_{task.main_metric}" if len(eval_keys) > 1 else f"eval_{task.main_metric}"
+    return TrainingArguments(
+        output_dir=str(output_dir), learning_rate=train.learning_rate, num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=max(32, train.batch_size),
+        optim="adamw_torch", weight_decay=0.0, lr_scheduler_type="linear", seed=train.seed, data_seed=train.seed,
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model=best,
+        greater_is_better=True, save_total_limit=2, group_by_length=True, length_column_name="length",
+        logging_strategy="epoch", report_to=[], use_cpu=train.device == "cpu", bf16=train.device == "cuda",
+        dataloader_num_workers=0, label_names=["labels"], save_safetensors=True,
+    )
+
+
+def _load_pretrained(name: str, num_labels: int, what: str):
+    """Model and tokenizer from a hub id or folder, with one-line errors for missing or corrupt weights."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = Path(name)
+    if path.exists() and not (path / "config.json").is_file():
+        raise KdbenchError(f"{what} {name} has no config.json; pass a Hugging Face model folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels,
+                                                                   ignore_mismatched_sizes=True)
+    except Exception as exc:  # OSError for missing files, SafetensorError and others for corrupt ones
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if path.exists() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+            raise KdbenchError(f"{what} {name} has no weights (no *.safetensors or *.bin)") from None
+        raise KdbenchError(f"cannot load {what} {name}: {first[:200]}") from None
+    return model, tokenizer
+
+
+def _evaluate_all(trainer, tokenized, task: Task) -> dict[str, dict[str, float]]:
+    return {split: {k.removeprefix("eval_"): v for k, v in trainer.evaluate(tokenized[split]).items()
+                    if k.removeprefix("eval_") in task.metrics} for split in task.eval_splits}
+
+
+def _eval_datasets(tokenized, task: Task):
+    if len(task.eval_splits) == 1:
+        return tokenized[task.eval_splits[0]]
+    return {s.removeprefix("validation_"): tokenized[s] for s in task.eval_splits}
+
+
+def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Path | None) -> Path:
+    """Where a fine-tuned teacher is cached: keyed by teacher, task, data source and hyper-parameters."""
+    key = json.dumps({"teacher": str(Path(teacher).resolve()) if Path(teacher).exists() else teacher,
+                      "task": task.name, "data": str(Path(data_dir).resolve()) if data_dir else "hub",
+                      "train": {k: v for k, v in asdict(train).items() if k != "device"}}, sort_keys=True)
+    return cache_root() / "teachers" / f"{_slug(teacher)}-{task.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+
+
+def finetune(teacher: str, task_name: str, train: TrainConfig = TrainConfig(), data_dir: Path | None = None,
+             log=print) -> Path:
+    """Fine-tune the teacher on the task (or reuse the cached result); return its folder."""
+    from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+    task = get_task(task_name)
+    folder = teacher_cache_dir(teacher, task, train, data_dir)
+    if (folder / "metrics.json").is_file():
+        log(f"fine-tuned teacher found in cache: {folder}")
+        return folder
+    set_seed(train.seed)
+    data = load_task(task, data_dir, train.max_train_samples, train.max_eval_samples)
+    model, tokenizer = _load_pretrained(teacher, task.num_labels, "teacher")
+    tokenized = tokenize(data, task, tokenizer, train.max_seq_len)
+    work = folder.with_name(folder.name + ".work")
+    args = _training_args(train, work / "checkpoints", task, list(_keys(task)))
+    trainer = Trainer(model=model, args=args, train_dataset=tokenized["train"],
+                      eval_dataset=_eval_datasets(tokenized, task), processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer),
+                      compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids))
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(work / "checkpoints"))
+    metrics = _evaluate_all(trainer, tokenized, task)
+    _save_model(trainer.model, tokenizer, work / "model")
+    atomic_write_json(work / "model" / "metrics.json", {
+        "task": task.name, "teacher": teacher, "metrics": metrics, "score": main_score(task, metrics[task.eval_splits[0]]),
+        "train": asdict(train), "wall_s": time.perf_counter() - started, "environment": env.collect()})
+    if folder.exists():
+        shutil.rmtree(folder)
+    (work / "model").rename(folder)  # the cache entry appears complete, in one step
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"teacher {task.main_metric}: {metrics[task.eval_splits[0]][task.main_metric]:.4f} -> {folder}")
+    return folder
+
+
+def _keys(task: Task):
+    return [s.removeprefix("validation_") for s in task.eval_splits]
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
+                   p.name.split("-")[-1].isdigit() else -1)
+    return str(found[-1]) if found else None
+
+
+def _save_model(model, tokenizer, dest: Path) -> None:
+    """save_pretrained into a temporary folder, then rename: a kill leaves the old folder or none."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+
+
+def _check_run_dir(cfg: DistillConfig, run: Path) -> None:
+    finished = (run / "metrics.json").is_file()
+    unfinished = _last_checkpoint(run / "checkpoints") is not None
+    if cfg.resume:
+        if not unfinished:
+            what = "a finished run" if finished else "not a kdbench run (no checkpoints)"
+            raise KdbenchError(f"--resume: {run} is {what}; nothing to continue")
+    elif cfg.overwrite:
+        shutil.rmtree(run, ignore_errors=True)
+    elif finished:
+        raise KdbenchError(f"{run} already holds a finished run; pass --overwrite to replace it or --output-dir")
+    elif unfinished:
+        raise KdbenchError(f"{run} holds an interrupted run; pass --resume to continue it or --overwrite")
+
+
+def distill(cfg: DistillConfig, log=print) -> dict:
+    """Run one distillation and write its run folder; return the metrics document."""
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from kdbench.students import load_zoo, lookup_student, resolve
+    from kdbench.teacher import teacher_shape
+
+    task = get_task(cfg.task)
+    run = cfg.run_dir()
+    _check_run_dir(cfg, run)
+    spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
+    data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
+    if cfg.train.device == "cuda":
+        _training_args(cfg.train, run / "checkpoints", task, _keys(task))  # fails early without CUDA
+    teacher_dir = cfg.teacher_checkpoint or str(finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log))
+    teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
+    shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))
+    set_seed(cfg.train.seed)
+    student, lmap, report = build_student(teacher, shape, cfg.init)
+    log(f"student {shape.name}: {shape.layers} layers x {shape.heads} heads of {shape.head_dim}, hidden "
+        f"{shape.hidden}, FFN {shape.ffn}; layer map {lmap}; init from teacher: {report.summary()}")
+    module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
+    tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
+    trainer = _kd_trainer_class()(
+        model=module, args=_training_args(cfg.train, run / "checkpoints", task, _keys(task)),
+        train_dataset=tokenized["train"], eval_dataset=_eval_datasets(tokenized, task), processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
+        teacher=teacher, lmap=lmap, cfg=cfg, regression=task.is_regression)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "config.json", {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap,
+                                            "teacher_dir": str(teacher_dir)})
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=_last_checkpoint(run / "checkpoints") if cfg.resume else None)
+    wall = time.perf_counter() - started
+    metrics = _evaluate_all(trainer, tokenized, task)
+    teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)
+    score = main_score(task, metrics[task.eval_splits[0]])
+    doc = {
+        "schema": "kdbench.distill", "schema_version": 1, "task": task.name, "student": shape.name,
+        "teacher": cfg.teacher, "teacher_dir": str(teacher_dir), "metrics": metrics, "score": score,
+        "metric": task.main_metric, "teacher_metrics": teacher_doc, "teacher_score": teacher_doc["score"],
+        "share_of_teacher": score / teacher_doc["score"] if teacher_doc["score"] else None,
+        "epochs": [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)],
+        "layer_map": lmap, "init": asdict(report), "student_shape": shape.to_dict(),
+        "train_samples": len(tokenized["train"]), "wall_s": wall, "config": cfg.to_dict(),
+        "environment": env.collect(),
+    }
+    _save_model(trainer.model.student, tokenizer, run / "student")
+    atomic_write_json(run / "metrics.json", doc)  # written last: its presence marks a finished run
+    shutil.rmtree(run / "checkpoints", ignore_errors=True)  # only needed to resume; the student is saved
+    return doc
+
+
+def _teacher_metrics(teacher_dir: str, task: Task, trainer, tokenized) -> dict:
+    """The fine-tuned teacher's score on the same evaluation split (from its cache entry when it has one)."""
+    cached = Path(teacher_dir) / "metrics.json"
+    if cached.is_file():
+        doc = read_json(cached)
+        if doc.get("task") == task.name and "metrics" in doc:
+            return {"metrics": doc["metrics"], "score": doc["score"]}
+    from transformers import Trainer
+
+    evaluator = Trainer(model=trainer.teacher, args=trainer.args, data_collator=trainer.data_collator,
+                        processing_class=trainer.processing_class, compute_metrics=trainer.compute_metrics)
+    metrics = _evaluate_all(evaluator, tokenized, task)
+    return {"metrics": metrics, "score": main_score(task, metrics[task.eval_splits[0]])}

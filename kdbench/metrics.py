@@ -1,0 +1,36 @@
+"""GLUE's official metrics, computed with scikit-learn and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdbench.data import Task
+
+
+def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
+    """Every official metric of `task`. `predictions` are logits (classification) or scores (STS-B)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    if isinstance(predictions, (tuple, list)):  # models that return extra outputs put the logits first
+        predictions = predictions[0]
+    preds = np.asarray(predictions)
+    labels = np.asarray(labels)
+    if task.is_regression:
+        scores = preds.reshape(-1).astype(float)
+        return {"pearson": float(pearsonr(scores, labels)[0]), "spearman": float(spearmanr(scores, labels)[0])}
+    classes = preds.argmax(-1) if preds.ndim > 1 else preds
+    out = {}
+    for name in task.metrics:
+        if name == "accuracy":
+            out[name] = float(accuracy_score(labels, classes))
+        elif name == "f1":
+            out[name] = float(f1_score(labels, classes))
+        elif name == "matthews_correlation":
+            out[name] = float(matthews_corrcoef(labels, classes))
+    return out
+
+
+def main_score(task: Task, metrics: dict[str, float]) -> float:
+    """The one number a task is ranked by (its first official metric)."""
+    return metrics[task.main_metric]
