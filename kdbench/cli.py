@@ -258,6 +258,64 @@ def distill(
                   + f"; training {doc['wall_s']:.0f} s; run folder {cfg.run_dir()}")
 
 
+@app.command()
+@user_errors
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline: a profile result, a pytest-benchmark JSON, or a folder "
+                                                  "of them.")],
+    current: Annotated[Path, typer.Argument(help="Current results, of the same kind.")],
+    stat: Annotated[str, typer.Option(help="Statistic compared: min, p50, mean, p90.")] = "p50",
+    absolute: Annotated[bool, typer.Option("--absolute", help="Compare absolute times instead of each student's "
+                                                              "latency relative to the teacher of the same run.")] = False,
+    max_slowdown: Annotated[str, typer.Option(help="Allowed slowdown before a change can count, e.g. 10%.")] = "10%",
+    threshold: Annotated[Optional[list[str]], typer.Option(help="Per-student allowance, STUDENT=PERCENT; "
+                                                                "repeatable.")] = None,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Compare the common cells when the grids "
+                                                                        "differ.")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+) -> None:
+    """Fail (exit 1) when a student got slower than allowed, beyond run-to-run noise; exit 0 otherwise.
+
+    Ratio mode (the default, for CI) compares each student's latency relative to the teacher measured in the same
+    run, so a slower or busier machine does not fail the check. A change is a regression only when it exceeds the
+    allowed slowdown and its 95 % bootstrap interval lies wholly above "no change". Exit status 2: the inputs cannot
+    be compared (unknown files, no common cells, different grids without --allow-partial).
+    """
+    from rich.table import Table
+
+    from kdbench.compare import compare as run_compare
+    from kdbench.compare import parse_overrides, parse_percent, read_results
+    from kdbench.io import atomic_write_json
+
+    limit = parse_percent(max_slowdown)
+    overrides = parse_overrides(threshold or [])
+    b_kind, b_cells = read_results(baseline)
+    c_kind, c_cells = read_results(current)
+    if b_kind != c_kind:
+        raise KdbenchError(f"cannot compare {b_kind} results ({baseline}) with {c_kind} results ({current})")
+    rows = run_compare(b_cells, c_cells, stat, not absolute, limit, overrides, allow_partial)
+    mode = "relative to the teacher" if not absolute else "absolute, ms"
+    table = Table(title=f"{stat} {mode}: {baseline} -> {current}")
+    for col in ("student", "cell", "baseline", "current", "change", "95% CI", "allowed", "verdict"):
+        table.add_column(col, justify="left" if col in ("student", "cell", "verdict") else "right")
+    scale = 1.0 if not absolute else 1e3
+    colour = {"regression": "red", "improvement": "green", "inside noise": "yellow", "ok": "white"}
+    for r in rows:
+        table.add_row(r.student, " ".join(map(str, r.grid)), f"{r.baseline * scale:.3f}", f"{r.current * scale:.3f}",
+                      f"{r.change - 1:+.1%}", f"[{r.low - 1:+.1%}, {r.high - 1:+.1%}]", f"{r.threshold:.0%}",
+                      f"[{colour[r.verdict]}]{r.verdict}[/]")
+    console.print(table)
+    if json_out:
+        atomic_write_json(json_out, {"schema": "kdbench.compare", "schema_version": 1, "stat": stat,
+                                     "ratio": not absolute, "rows": [r.to_dict() for r in rows]})
+    bad = [r for r in rows if r.verdict == "regression"]
+    if bad:
+        console.print(f"[bold red]{len(bad)} regression(s):[/] " + ", ".join(
+            f"{r.student} {' '.join(map(str, r.grid))} {r.change - 1:+.1%}" for r in bad), soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"no regression in {len(rows)} cells (allowed slowdown {limit:.0%}, beyond noise)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="kdbench")
