@@ -294,10 +294,14 @@ def _load_pretrained(name: str, num_labels: int, what: str):
     path = Path(name)
     if path.exists() and not (path / "config.json").is_file():
         raise KdbenchError(f"{what} {name} has no config.json; pass a Hugging Face model folder")
+    import torch
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
+        # fp32 master weights even from an fp16 checkpoint (transformers 5 would otherwise keep the saved dtype)
         model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels,
-                                                                   ignore_mismatched_sizes=True)
+                                                                   ignore_mismatched_sizes=True,
+                                                                   torch_dtype=torch.float32)
     except Exception as exc:  # OSError for missing files, SafetensorError and others for corrupt ones
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if path.exists() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
@@ -429,7 +433,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     atomic_write_json(run / "config.json", {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap,
                                             "teacher_dir": str(teacher_dir)})
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_last_checkpoint(run / "checkpoints") if cfg.resume else None)
+    trained = trainer.train(resume_from_checkpoint=_last_checkpoint(run / "checkpoints") if cfg.resume else None)
     wall = time.perf_counter() - started
     metrics = _evaluate_all(trainer, tokenized, task)
     teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)
@@ -442,6 +446,8 @@ def distill(cfg: DistillConfig, log=print) -> dict:
         "epochs": [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)],
         "layer_map": lmap, "init": asdict(report), "student_shape": shape.to_dict(),
         "train_samples": len(tokenized["train"]), "wall_s": wall, "config": cfg.to_dict(),
+        "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
+        "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),
         "environment": env.collect(),
     }
     _save_model(trainer.model.student, tokenizer, run / "student")

@@ -1,6 +1,7 @@
-"""The body of scripts/cuda_check.sh: ceilings, the zoo profile in fp32 and bf16, achieved TFLOP/s, head verdict.
+"""The body of scripts/cuda_check.sh: ceilings, the zoo profile in fp32 and bf16, achieved TFLOP/s, head verdict,
+and (with --teacher and --data) one bf16 distillation of a 3-layer student on RTE.
 
-    python3 scripts/cuda_check.py OUT_DIR [--dry-run] [--budget-s 420]
+    python3 scripts/cuda_check.py OUT_DIR [--dry-run] [--teacher MINILM_DIR --data GLUE_DIR]
 """
 
 from __future__ import annotations
@@ -51,10 +52,36 @@ def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> 
     return "\n".join(out)
 
 
+def distill_step(teacher: str, data: Path, out: Path, ceiling_tflops: float) -> dict:
+    """Distil the student that has 3 layers of MiniLM's 6 ('6L' = half the layers) on RTE for one epoch, bf16."""
+    from kdbench.distill import DistillConfig, TrainConfig, distill
+    from kdbench.flops import sequence_flops
+    from kdbench.students import StudentShape, teacher_as_student
+    from kdbench.teacher import load_teacher_config, teacher_shape
+
+    cfg = DistillConfig(task="rte", student="6L", teacher=teacher, data_dir=data, output_dir=out / "distill-rte-6L",
+                        overwrite=True, train=TrainConfig(epochs=1, device="cuda"))
+    doc = distill(cfg, log=print)
+    s, t = doc["student_shape"], doc["teacher_metrics"]
+    n = round(doc["mean_train_tokens"])
+    student = StudentShape(**{k: s[k] for k in ("name", "description", "group", "layers", "heads", "head_dim",
+                                                "hidden", "ffn")})
+    teacher_cfg = teacher_as_student(teacher_shape(load_teacher_config(teacher), teacher))
+    # a KD step: student forward + backward (about 3x forward) and a teacher forward, at the mean real length
+    flops = 3 * sequence_flops(student, n) + sequence_flops(teacher_cfg, n)
+    rate = doc["train_samples_per_second"]
+    return {"samples_per_second": rate, "mean_tokens": n, "flops_per_sample": flops,
+            "achieved_tflops": rate * flops / 1e12, "share_of_bf16_ceiling": rate * flops / 1e12 / ceiling_tflops,
+            "student_score": doc["score"], "teacher_score": doc["teacher_score"], "wall_s": doc["wall_s"],
+            "teacher_eval": t}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
     ap.add_argument("--dry-run", action="store_true", help="plan and check without a GPU")
+    ap.add_argument("--teacher", help="MiniLM teacher folder (from scripts/prepare_cuda_carry.sh)")
+    ap.add_argument("--data", type=Path, help="GLUE folder holding rte/{train,validation}.parquet")
     args = ap.parse_args()
 
     from kdbench.errors import KdbenchError
@@ -67,6 +94,13 @@ def main() -> int:
         check_writable(args.out / "cuda_check.md")
         print(f"plan: ceilings; profile {len(shapes)} models x {len(DTYPES)} dtypes x batch {GRID['batch_sizes']} "
               f"x length {GRID['seq_lens']} on cuda (torch); outputs in {args.out}")
+        if args.teacher or args.data:
+            if not (args.teacher and args.data):
+                raise KdbenchError("--teacher and --data go together")
+            from kdbench.data import get_task, load_task
+
+            load_task(get_task("rte"), args.data)  # checks the carried data before any GPU time is spent
+            print(f"plan: distil 6L (3 of 6 layers) from {args.teacher} on RTE for one epoch in bf16")
         if args.dry_run:
             print("dry run: plan checked, nothing measured")
             return 0
@@ -97,10 +131,17 @@ def main() -> int:
         rows = achieved_rows(merged, ceilings["bf16_matmul_tflops"])
         lines = head_verdicts(merged)
         claim = head_claim(lines)
+        kd = distill_step(args.teacher, args.data, args.out, ceilings["bf16_matmul_tflops"]) if args.teacher else None
         atomic_write_json(args.out / "cuda_check.json", {"ceilings": ceilings, "achieved": rows,
                                                          "head_verdict": [ln.to_dict() for ln in lines],
-                                                         "head_claim": claim, "environment": envmod.collect()})
+                                                         "head_claim": claim, "distillation": kd,
+                                                         "environment": envmod.collect()})
         md = markdown(merged.environment, ceilings, rows, lines, claim)
+        if kd:
+            md += (f"\n## Distillation (RTE, 6L = 3 of MiniLM's 6 layers, one epoch, bf16)\n\n"
+                   f"{kd['samples_per_second']:.1f} samples/s at a mean {kd['mean_tokens']} tokens: "
+                   f"{kd['achieved_tflops']:.2f} TFLOP/s, {kd['share_of_bf16_ceiling']:.2%} of the bf16 ceiling; "
+                   f"student accuracy {kd['student_score']:.3f}, teacher {kd['teacher_score']:.3f}.\n")
         atomic_write_text(args.out / "cuda_check.md", md)
         for t in profile_tables(merged):
             console.print(t)

@@ -27,6 +27,13 @@ def test_dry_run_plans_the_whole_grid(tmp_path):
     assert "plan:" in r.stdout and "15 models x 2 dtypes" in r.stdout and "dry run" in r.stdout
 
 
+def test_dry_run_checks_the_carried_data(tmp_path, glue_parquet, bert_teacher):
+    r = run(str(tmp_path / "out"), "--dry-run", "--teacher", str(bert_teacher), "--data", str(glue_parquet))
+    assert r.returncode == 0 and "distil 6L" in r.stdout, r.stderr
+    r = run(str(tmp_path / "out"), "--dry-run", "--teacher", str(bert_teacher), "--data", str(tmp_path / "none"))
+    assert r.returncode == 2 and "has no train split for rte" in r.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")
 def test_without_a_gpu_it_fails_with_one_line(tmp_path):
     r = run(str(tmp_path / "out"))
