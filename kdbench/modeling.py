@@ -19,6 +19,7 @@ def student_config(teacher_config, shape: StudentShape):
     cfg.num_attention_heads = shape.config_heads or shape.heads
     cfg.hidden_size = shape.hidden
     cfg.intermediate_size = shape.ffn
+    cfg.pruned_heads = {}  # pruning, if any, is applied (and recorded) by build_model
     if hasattr(cfg, "embedding_size"):  # ALBERT/ELECTRA-style factorised embeddings follow the width
         cfg.embedding_size = shape.hidden
     return cfg
@@ -96,6 +97,9 @@ def build_model(teacher_config, shape: StudentShape, device: str = "cpu", attn_i
         model = AutoModelForSequenceClassification.from_config(cfg, **kwargs)
     if shape.pruned:
         prune_heads(model, shape.heads)
+        # Recorded the way transformers 4.x records its own pruning, so `from_pretrained` rebuilds the narrower
+        # projections before loading the weights (it prunes the listed heads; we kept the first ones).
+        model.config.pruned_heads = {i: list(range(shape.heads, shape.config_heads)) for i in range(shape.layers)}
     return model.eval()
 
 

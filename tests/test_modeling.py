@@ -73,3 +73,20 @@ def test_analytic_flops_match_torch_flop_counter(model_type, student):
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
     measured = counter.get_total_flops()
     assert abs(sequence_flops(shape, seq) - measured) / measured < 0.001
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta"])
+def test_a_saved_pruned_student_loads_back_with_from_pretrained(model_type, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    cfg = tiny_config(model_type)
+    t = teacher_shape(cfg, "tiny")
+    torch.manual_seed(0)
+    model = build_model(cfg, StudentShape("p", "", "pruned", 2, 2, t.head_dim, t.hidden, t.ffn, t.heads))
+    model.save_pretrained(tmp_path / "m")
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+    ids = torch.randint(5, 100, (2, 9))
+    with torch.inference_mode():
+        a = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        b = again(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+    assert torch.allclose(a, b, atol=1e-6)
