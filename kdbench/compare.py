@@ -6,7 +6,12 @@ samples (or, for pytest-benchmark files saved without `--benchmark-save-data`, i
 Ratio mode (the default, for CI) compares each student's latency *relative to the teacher measured in the same run*,
 so a slower or busier machine, which slows teacher and students alike, does not fail the check. Absolute mode compares
 the times themselves. Either way a change is a regression only when it exceeds the threshold **and** its 95 %
-bootstrap interval lies wholly above "no change" - i.e. it is outside the run-to-run noise the samples show.
+bootstrap interval lies wholly above "no change" - i.e. it is outside the noise the samples show.
+
+Each side may hold several runs (a folder of result files). Then a cell's value is the median over runs, and the
+interval is drawn from a mixture: a random run, then a bootstrap of that run's samples - so run-to-run noise (a
+process that lands on a slower core, a different memory layout), which the samples of one run cannot show, widens it.
+A baseline of several runs is what makes a gate quiet on a shared machine.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class Measured:
 
     student: str
     grid: tuple  # everything but the student: (device, backend, dtype, batch, seq) or a benchmark group
+    run: str = ""  # the file it came from: ratio mode pairs a student with the teacher of the same run
     samples: tuple[float, ...] = ()  # raw per-call seconds, when the file kept them
     summary: dict = field(default_factory=dict)  # min/p50/mean/p90/std when only statistics were saved
 
@@ -55,7 +61,7 @@ class Measured:
 # --------------------------------------------------------------------------------------------------------- reading
 def _from_profile(doc: dict, source: str) -> dict[tuple, Measured]:
     result = ProfileResult.from_dict(doc, source)
-    return {c.key(): Measured(c.student, c.grid_key(), c.samples) for c in result.cells}
+    return {c.key(): Measured(c.student, c.grid_key(), source, c.samples) for c in result.cells}
 
 
 def _from_pytest_benchmark(doc: dict, source: str) -> dict[tuple, Measured]:
@@ -70,12 +76,16 @@ def _from_pytest_benchmark(doc: dict, source: str) -> dict[tuple, Measured]:
                    "std": stats.get("stddev")}
         if not data and summary["mean"] is None:
             raise KdbenchError(f"{source}: benchmark {b.get('name')!r} has neither data nor stats")
-        out[(student, *grid)] = Measured(student, grid, data, {k: v for k, v in summary.items() if v is not None})
+        out[(student, *grid)] = Measured(student, grid, source, data,
+                                         {k: v for k, v in summary.items() if v is not None})
     return out
 
 
-def read_results(path: Path) -> tuple[str, dict[tuple, Measured]]:
-    """(kind, cells) from a result file, or from every *.json in a folder (all of one kind)."""
+Runs = dict[tuple, list[Measured]]  # cell key -> one Measured per run (file)
+
+
+def read_results(path: Path) -> tuple[str, Runs]:
+    """(kind, cells) from a result file, or from every *.json in a folder (each file one run, all of one kind)."""
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.json"))
@@ -89,13 +99,17 @@ def read_results(path: Path) -> tuple[str, dict[tuple, Measured]]:
     for f in files:
         doc = read_json(f)
         if isinstance(doc, dict) and doc.get("schema") == PROFILE_SCHEMA:
-            kinds.add("kdbench"), cells.update(_from_profile(doc, str(f)))
+            kinds.add("kdbench")
+            found = _from_profile(doc, str(f))
         elif isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) and "machine_info" in doc:
-            kinds.add("pytest-benchmark"), cells.update(_from_pytest_benchmark(doc, str(f)))
+            kinds.add("pytest-benchmark")
+            found = _from_pytest_benchmark(doc, str(f))
         elif isinstance(doc, dict) and str(doc.get("schema", "")).startswith("kdbench."):
             raise KdbenchError(f"{f} is a {doc['schema']} file, not profile results")
         else:
             raise KdbenchError(f"{f} is neither a kdbench profile result nor a pytest-benchmark JSON file")
+        for key, m in found.items():
+            cells.setdefault(key, []).append(m)
     if len(kinds) > 1:
         raise KdbenchError(f"{path} mixes kdbench and pytest-benchmark results; compare them separately")
     return kinds.pop(), cells
@@ -164,9 +178,22 @@ def _verdict(change: float, low: float, high: float, threshold: float) -> str:
     return "ok"
 
 
-def compare(baseline: dict[tuple, Measured], current: dict[tuple, Measured], stat: str = "p50",
-            ratio: bool = True, max_slowdown: float = 0.10, overrides: dict[str, float] | None = None,
-            allow_partial: bool = False, seed: int = 0) -> list[Row]:
+def _side(runs: list[Measured], cells: Runs, stat: str, ratio: bool, rng, side: str) -> tuple[float, np.ndarray]:
+    """(value, draws) of one side of a cell: the median over runs, and mixture-bootstrap draws."""
+    values, draws = [], []
+    for m in runs:
+        d, v = _draws(m, stat, rng, RESAMPLES), m.stat(stat)
+        if ratio:
+            ref = _reference(cells, m, side)
+            d, v = d / _draws(ref, stat, rng, RESAMPLES), v / ref.stat(stat)
+        values.append(v)
+        draws.append(d)
+    pick = rng.integers(len(runs), size=RESAMPLES)  # a random run, then that run's own bootstrap draw
+    return float(np.median(values)), np.stack(draws)[pick, np.arange(RESAMPLES)]
+
+
+def compare(baseline: Runs, current: Runs, stat: str = "p50", ratio: bool = True, max_slowdown: float = 0.10,
+            overrides: dict[str, float] | None = None, allow_partial: bool = False, seed: int = 0) -> list[Row]:
     """Compare every common cell; raises KdbenchError when the inputs cannot be compared."""
     if stat not in STATS:
         raise KdbenchError(f"--stat is {stat!r}; allowed: {', '.join(STATS)}")
@@ -184,28 +211,24 @@ def compare(baseline: dict[tuple, Measured], current: dict[tuple, Measured], sta
     rng = np.random.default_rng(seed)
     rows = []
     for key in common:
-        b, c = baseline[key], current[key]
-        if ratio and b.student == TEACHER_NAME:
+        student, grid = key[0], key[1:]
+        if ratio and student == TEACHER_NAME:
             continue  # the reference itself: its ratio is 1 by definition
-        bd, cd = _draws(b, stat, rng, RESAMPLES), _draws(c, stat, rng, RESAMPLES)
-        bv, cv = b.stat(stat), c.stat(stat)
-        if ratio:
-            bt, ct = (_reference(side, b.grid, name) for side, name in ((baseline, "baseline"), (current, "current")))
-            bd, cd = bd / _draws(bt, stat, rng, RESAMPLES), cd / _draws(ct, stat, rng, RESAMPLES)
-            bv, cv = bv / bt.stat(stat), cv / ct.stat(stat)
-        change_draws = cd / bd
-        low, high = np.quantile(change_draws, [0.025, 0.975])
-        thr = overrides.get(b.student, max_slowdown)
-        rows.append(Row(b.student, b.grid, bv, cv, cv / bv, float(low), float(high), thr,
+        bv, bd = _side(baseline[key], baseline, stat, ratio, rng, "baseline")
+        cv, cd = _side(current[key], current, stat, ratio, rng, "current")
+        low, high = np.quantile(cd / bd, [0.025, 0.975])
+        thr = overrides.get(student, max_slowdown)
+        rows.append(Row(student, grid, bv, cv, cv / bv, float(low), float(high), thr,
                         _verdict(cv / bv, float(low), float(high), thr)))
     if not rows:
         raise KdbenchError("ratio mode needs students besides the teacher; nothing to compare")
     return rows
 
 
-def _reference(cells: dict[tuple, Measured], grid: tuple, side: str) -> Measured:
-    ref = cells.get((TEACHER_NAME, *grid))
-    if ref is None:
-        raise KdbenchError(f"ratio mode: the {side} has no teacher measured at {grid}; profile the teacher too or "
-                           "pass --absolute")
-    return ref
+def _reference(cells: Runs, m: Measured, side: str) -> Measured:
+    """The teacher measured at the same grid point in the same run as `m`."""
+    for ref in cells.get((TEACHER_NAME, *m.grid), []):
+        if ref.run == m.run:
+            return ref
+    raise KdbenchError(f"ratio mode: {m.run} ({side}) has no teacher measured at {m.grid}; profile the teacher too "
+                       "or pass --absolute")

@@ -56,9 +56,9 @@ def test_a_change_inside_noise_is_not_a_regression():
 
     grid = ("cpu", "torch", "fp32", 1, 128)
     wide = np.array([0.6, 0.75, 0.9, 1.0, 1.1, 1.25, 1.4])  # run-to-run spread of +-40 %
-    teacher = Measured("teacher", grid, tuple(0.1 * (1 + 0.001 * np.arange(7))))
-    base = {("teacher", *grid): teacher, ("3L", *grid): Measured("3L", grid, tuple(0.025 * wide))}
-    cur = {("teacher", *grid): teacher, ("3L", *grid): Measured("3L", grid, tuple(0.025 * 1.14 * wide))}
+    teacher = Measured("teacher", grid, "r", tuple(0.1 * (1 + 0.001 * np.arange(7))))
+    base = {("teacher", *grid): [teacher], ("3L", *grid): [Measured("3L", grid, "r", tuple(0.025 * wide))]}
+    cur = {("teacher", *grid): [teacher], ("3L", *grid): [Measured("3L", grid, "r", tuple(0.025 * 1.14 * wide))]}
     row = compare(base, cur)[0]
     assert row.change == pytest.approx(1.14) and row.low <= 1 and row.verdict == "inside noise"
 
@@ -106,6 +106,21 @@ def _pytest_benchmark_doc(latencies, with_data):
         benches.append({"name": f"test_inference[{name}-torch]", "group": "torch", "stats": stats,
                         "extra_info": {"student": name, "grid": ["cpu", "torch", "fp32", 1, 32]}})
     return {"machine_info": {}, "benchmarks": benches, "version": "5.2.3"}
+
+
+def test_run_to_run_noise_of_a_several_run_baseline_widens_the_interval(tmp_path):
+    folder = tmp_path / "base"
+    folder.mkdir()
+    for i, shift in enumerate((0.92, 1.0, 1.15, 0.95, 1.05)):  # runs that differ by up to 15 %
+        result_file(folder, f"run{i}.json", {**BASE, "3L": 0.025 * shift}, seed=10 * i)
+    _, base = read_results(folder)
+    _, one = read_results(folder / "run0.json")
+    _, cur = read_results(result_file(tmp_path, "c.json", {**BASE, "3L": 0.025 * 1.12}, seed=99))
+    several = {r.student: r for r in compare(base, cur)}["3L"]
+    single = {r.student: r for r in compare(one, cur)}["3L"]
+    assert len(base[("3L", "cpu", "torch", "fp32", 1, 128)]) == 5
+    assert several.high - several.low > 2 * (single.high - single.low)
+    assert several.verdict == "inside noise" and single.verdict == "regression"
 
 
 @pytest.mark.parametrize("with_data", [True, False])
