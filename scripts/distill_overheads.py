@@ -45,7 +45,8 @@ def main() -> None:
     module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     out = Path("/tmp/kdbench-overheads")
     kd = _kd_trainer_class()(model=module, args=_training_args(train, out / "kd", task, ["validation"]),
-                             train_dataset=tokenized["train"], data_collator=collator, teacher=teacher, lmap=lmap,
+                             train_dataset=tokenized["train"], eval_dataset=tokenized["validation"], data_collator=collator,
+                             teacher=teacher, lmap=lmap,
                              cfg=cfg, regression=False)
 
     # (b) padding over one epoch, with the exact dataloader the KD trainer trains on
@@ -59,10 +60,12 @@ def main() -> None:
     # (a) one KD step versus a plain step of the same student plus a teacher forward, on the same batches
     plain_student, _, _ = build_student(teacher, shape, "teacher")
     plain = Trainer(model=plain_student, args=_training_args(train, out / "plain", task, ["validation"]),
-                    train_dataset=tokenized["train"], data_collator=collator)
+                    train_dataset=tokenized["train"], eval_dataset=tokenized["validation"], data_collator=collator)
     for t in (kd, plain):
         t.create_optimizer_and_scheduler(num_training_steps=10_000)
-    batches = [collator([tokenized["train"][i] for i in range(k * 12, k * 12 + 12)]) for k in range(8)]
+        t.current_gradient_accumulation_steps = 1  # set by Trainer.train(); training_step reads it
+    rows = tokenized["train"].remove_columns(["length"])
+    batches = [collator([rows[i] for i in range(k * 12, k * 12 + 12)]) for k in range(8)]
 
     def step(trainer, inputs):
         trainer.model.train()
