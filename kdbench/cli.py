@@ -117,7 +117,7 @@ def profile(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kdbench.io import check_writable
-    from kdbench.profile import QUICK, ProfileConfig, run_profile
+    from kdbench.profile import QUICK, ProfileConfig, plan, run_profile
     from kdbench.render import head_table, print_all, profile_tables
     from kdbench.verdict import head_claim, head_verdicts
 
@@ -129,23 +129,16 @@ def profile(
     cfg = ProfileConfig(teacher=teacher, students_dir=students_dir, device=device, dtype=dtype, seed=seed,
                         output=output, **settings)
     check_writable(cfg.output)
-    total = None
+    p = plan(cfg)  # every user error surfaces here, before the progress display starts
     started = time.perf_counter()
     with Progress(TextColumn("[progress.description]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("planning", total=total)
-
-        def progress(desc: str, advance: int) -> None:
-            bar.update(task, description=desc, advance=advance)
-
-        from kdbench.profile import plan
-
-        n_models = len(plan(cfg).shapes)
-        bar.update(task, total=n_models * len(cfg.backends) * len(cfg.batch_sizes) * len(cfg.seq_lens))
-        result = run_profile(cfg, progress)
+        task = bar.add_task("starting", total=len(p.shapes) * len(cfg.backends) * len(cfg.batch_sizes)
+                            * len(cfg.seq_lens))
+        result = run_profile(cfg, lambda desc, advance: bar.update(task, description=desc, advance=advance), resolved=p)
     result.save(cfg.output)
     lines = head_verdicts(result, cfg.seed)
-    print_all(console, *profile_tables(result, cfg.seed), head_table(lines))
+    print_all(console, *profile_tables(result, cfg.seed), *([head_table(lines)] if lines else []))
     for ln in lines:
         console.print(f"  {ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]}): "
                       f"[bold]{ln.outcome}[/] - {ln.reason}", soft_wrap=True, highlight=False)

@@ -237,10 +237,11 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
     return {t.name: (t.samples, memory[t.name]) for t in targets}
 
 
-def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None) -> ProfileResult:
+def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None,
+                resolved: Plan | None = None) -> ProfileResult:
     """Measure every cell of the grid and return the result (not yet written).
 
-    Every model is built once; for each backend all sessions are opened, and at each (batch, seq) point the teacher
+    `resolved` is the plan when the caller made it already. Every model is built once; for each backend all sessions are opened, and at each (batch, seq) point the teacher
     and the students are timed interleaved (see `measure_interleaved`).
     """
     import torch
@@ -249,7 +250,7 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clo
 
     progress = progress or (lambda _desc, _n: None)
     check_device(cfg.device)
-    p = plan(cfg)
+    p = resolved or plan(cfg)
     students = describe_students(p, cfg.seq_lens)
     clock = clock or clock_for(cfg.device)
     cells: list[Cell] = []
