@@ -309,6 +309,53 @@ def compare(
     console.print(f"no regression in {len(rows)} cells (allowed slowdown {limit:.0%}, beyond noise)")
 
 
+RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by `kdbench distill`.")]
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: RunDirArg,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+    optimize: Annotated[Optional[str], typer.Option(help="Also write an ONNX Runtime-optimised variant: O1, O2 or "
+                                                         "O3.")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="Also write a dynamically quantised variant: int8.")] = None,
+    parity_samples: Annotated[int, typer.Option(help="Evaluation examples compared against PyTorch.")] = 256,
+) -> None:
+    """Export a distilled student to ONNX (RUN_DIR/onnx/) with a parity check against PyTorch for every variant.
+
+    fp32 must agree with PyTorch on every argmax with logits within 1e-4; int8 on at least 95 % of them. A variant
+    that fails is reported loudly (exit 1) and refused by `evaluate` unless --force.
+    """
+    from kdbench.export import ExportConfig, export_run
+
+    report = export_run(ExportConfig(run_dir, opset, optimize, quantize, parity_samples), log=console.print)
+    failed = [name for name, entry in report.items() if not entry["passed"]]
+    if failed:
+        err_console.print(f"[bold red]parity FAILED[/] for {', '.join(failed)}: see {run_dir}/onnx/parity.json")
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run_dir: RunDirArg,
+    backend: Annotated[str, typer.Option(help="torch or onnxruntime.")] = "onnxruntime",
+    variant: Annotated[str, typer.Option(help="ONNX variant: fp32, O1, O2, O3 or int8.")] = "fp32",
+    force: Annotated[bool, typer.Option("--force", help="Use a variant whose parity check failed.")] = False,
+    max_eval_samples: MaxEvalOpt = None,
+) -> None:
+    """Measure the task's official metrics for the run's student on a backend; saved to RUN_DIR/eval/."""
+    from kdbench.export import evaluate_run
+
+    doc = evaluate_run(run_dir, backend, variant, force, max_eval_samples)
+    for split, metrics in doc["metrics"].items():
+        console.print(f"{doc['task']} {split} on {backend} ({variant}): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+    if "loss_vs_fp32" in doc:
+        console.print(f"{variant} loses {doc['loss_vs_fp32'] * 100:+.2f} points of {doc['metric']} against fp32")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="kdbench")

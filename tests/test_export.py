@@ -1,0 +1,82 @@
+"""export and evaluate on tiny run folders built in code: pruned-head and narrow students, a broken ONNX file."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kdbench.cli import app
+from kdbench.errors import KdbenchError
+from kdbench.export import ExportConfig, evaluate_run, export_run, variant_path
+from kdbench.students import StudentShape
+
+runner = CliRunner()
+SHAPES = {"pruned": StudentShape("p", "", "pruned", 2, 2, 8, 32, 64, 4),
+          "narrow": StudentShape("n", "", "paper", 2, 4, 4, 16, 64)}
+
+
+def make_run(folder, teacher_dir, data_dir, shape):
+    """A run folder as `kdbench distill` leaves it, with a randomly initialised student of `shape`."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    from kdbench.modeling import build_model
+
+    torch.manual_seed(0)
+    model = build_model(AutoConfig.from_pretrained(teacher_dir), shape)
+    model.save_pretrained(folder / "student")
+    AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(folder / "student")
+    (folder / "config.json").write_text(json.dumps({"task": "rte", "data_dir": str(data_dir),
+                                                    "train": {"max_seq_len": 16}}))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["pruned", "narrow"])
+def test_export_variants_pass_parity(kind, bert_teacher, glue_parquet, tmp_path):
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES[kind])
+    report = export_run(ExportConfig(run, optimize="O2", quantize="int8", parity_samples=12), log=lambda *_: None)
+    assert set(report) == {"fp32", "O2", "int8"}
+    assert report["fp32"]["passed"] and report["fp32"]["argmax_agreement"] == 1.0
+    assert report["fp32"]["max_abs_diff"] <= 1e-4 and report["O2"]["passed"]
+    assert (run / "onnx" / "int8" / "model.onnx").is_file()
+    assert json.loads((run / "onnx" / "parity.json").read_text())["int8"]["examples"] == 12
+
+
+def test_evaluate_agrees_on_both_backends(bert_teacher, glue_parquet, tmp_path):
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["pruned"])
+    export_run(ExportConfig(run, quantize="int8", parity_samples=12), log=lambda *_: None)
+    torch_doc = evaluate_run(run, "torch")
+    ort_doc = evaluate_run(run, "onnxruntime")
+    assert torch_doc["metrics"] == ort_doc["metrics"] and torch_doc["examples"]["validation"] == 12
+    int8 = evaluate_run(run, "onnxruntime", "int8")
+    assert int8["loss_vs_fp32"] == pytest.approx(ort_doc["score"] - int8["score"])
+    assert (run / "eval" / "onnxruntime-int8.json").is_file()
+
+
+def test_a_corrupt_onnx_file_and_a_failed_parity_are_refused(bert_teacher, glue_parquet, tmp_path):
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["narrow"])
+    export_run(ExportConfig(run, parity_samples=12), log=lambda *_: None)
+    (run / "onnx" / "fp32" / "model.onnx").write_bytes(b"\x08\x01garbage")
+    with pytest.raises(KdbenchError, match="onnxruntime cannot load"):
+        evaluate_run(run, "onnxruntime")
+    report = json.loads((run / "onnx" / "parity.json").read_text())
+    report["fp32"]["passed"] = False
+    (run / "onnx" / "parity.json").write_text(json.dumps(report))
+    with pytest.raises(KdbenchError, match="failed its parity check"):
+        variant_path(run, "fp32")
+    with pytest.raises(KdbenchError, match="no exported 'int8' variant"):
+        variant_path(run, "int8")
+
+
+def test_cli_bad_inputs(tmp_path, bert_teacher, glue_parquet):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["export", empty], ["evaluate", empty], ["export", empty, "--optimize", "O4"]):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "has no model" in runner.invoke(app, ["export", str(empty)]).output
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["narrow"])
+    result = runner.invoke(app, ["evaluate", str(run), "--backend", "torch", "--variant", "int8"])
+    assert result.exit_code == 2 and "--variant is for --backend onnxruntime" in result.output
+    ok = runner.invoke(app, ["export", str(run), "--parity-samples", "8"])
+    assert ok.exit_code == 0 and "parity passed" in ok.output
