@@ -107,6 +107,10 @@ def profile(
         "reports/profile.json"),
     quick: Annotated[bool, typer.Option("--quick", help="Small smoke grid: 3L, 4AH, 4AH_pruned at batch 1, "
                                                         "length 32, short cells.")] = False,
+    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folder of `kdbench distill` (repeatable): "
+                                                       "profiles the trained student, its fine-tuned teacher and "
+                                                       "its exported ONNX variants. With --runs and no --students, "
+                                                       "no zoo student is added.")] = None,
 ) -> None:
     """Time the teacher and its students on each backend x device x batch size x sequence length.
 
@@ -121,19 +125,21 @@ def profile(
     from kdbench.render import head_table, print_all, profile_tables
     from kdbench.verdict import head_claim, head_verdicts
 
+    if runs and select is None:
+        select = ""  # only the trained models (the zoo's random-weight teacher stays as the shape reference)
     given = dict(students=select, backends=_names(backends), batch_sizes=_ints("--batch-sizes", batch_sizes),
                  seq_lens=_ints("--seq-lens", seq_lens), threads=threads, warmup_runs=warmup,
                  warmup_time_s=warmup_time, min_runs=min_runs,
                  min_time_s=min_time, max_time_s=max_time)
     settings = {**(QUICK if quick else {}), **{k: v for k, v in given.items() if v is not None}}
     cfg = ProfileConfig(teacher=teacher, students_dir=students_dir, device=device, dtype=dtype, seed=seed,
-                        output=output, **settings)
+                        output=output, runs=tuple(runs or ()), **settings)
     check_writable(cfg.output)
     p = plan(cfg)  # every user error surfaces here, before the progress display starts
     started = time.perf_counter()
     with Progress(TextColumn("[progress.description]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("starting", total=len(p.shapes) * len(cfg.backends) * len(cfg.batch_sizes)
+        task = bar.add_task("starting", total=p.count * len(cfg.backends) * len(cfg.batch_sizes)
                             * len(cfg.seq_lens))
         result = run_profile(cfg, lambda desc, advance: bar.update(task, description=desc, advance=advance), resolved=p)
     result.save(cfg.output)
@@ -354,6 +360,33 @@ def evaluate(
                       + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
     if "loss_vs_fp32" in doc:
         console.print(f"{variant} loses {doc['loss_vs_fp32'] * 100:+.2f} points of {doc['metric']} against fp32")
+
+
+@app.command()
+@user_errors
+def report(
+    inputs: Annotated[list[Path], typer.Argument(help="Profile result files, run folders, or folders holding them.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where REPORT.md, report.json and the "
+                                                                        "plot go.")] = Path("reports"),
+    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Report profile results measured on different "
+                                                                    "grids together.")] = False,
+) -> None:
+    """Join accuracy with speed per task and across tasks, mark the Pareto frontier, and judge the paper's claims."""
+    from rich.table import Table
+
+    from kdbench.report import write_report
+
+    doc = write_report(list(inputs), output_dir, allow_mixed)
+    table = Table(title="Students across tasks (macro average)")
+    for col in ("student", "score", "share of teacher", "tasks"):
+        table.add_column(col)
+    for student, v in sorted(doc["macro"].items(), key=lambda kv: -kv[1]["macro_share"]):
+        table.add_row(student, f"{v['macro_score']:.4f}", f"{v['macro_share']:.1%}", ", ".join(v["tasks"]))
+    console.print(table)
+    for c in doc["claims"]:
+        console.print(f"[bold]{c['verdict'].upper()}[/]: {c['claim']} - {c['evidence']}", soft_wrap=True,
+                      highlight=False)
+    console.print(f"written: {output_dir}/REPORT.md, report.json, accuracy_vs_latency.png")
 
 
 def main() -> None:

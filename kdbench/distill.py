@@ -404,7 +404,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     """Run one distillation and write its run folder; return the metrics document."""
     from transformers import DataCollatorWithPadding, set_seed
 
-    from kdbench.students import load_zoo, lookup_student, resolve
+    from kdbench.students import load_zoo, lookup_student, resolve, teacher_as_student
     from kdbench.teacher import teacher_shape
 
     task = get_task(cfg.task)
@@ -445,6 +445,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
         "share_of_teacher": score / teacher_doc["score"] if teacher_doc["score"] else None,
         "epochs": [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)],
         "layer_map": lmap, "init": asdict(report), "student_shape": shape.to_dict(),
+        "teacher_shape": teacher_as_student(teacher_shape(teacher.config, cfg.teacher)).to_dict(),
         "train_samples": len(tokenized["train"]), "wall_s": wall, "config": cfg.to_dict(),
         "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
         "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),

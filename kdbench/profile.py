@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from kdbench.clock import Clock, clock_for
 from kdbench.errors import KdbenchError
 from kdbench.flops import sequence_flops
 from kdbench.results import Cell, ProfileResult
-from kdbench.students import StudentShape, load_zoo, resolve, select, teacher_as_student
+from kdbench.students import TEACHER_NAME, StudentShape, load_zoo, resolve, select, teacher_as_student
 from kdbench.teacher import DEFAULT_TEACHER, load_teacher_config, teacher_shape
 
 DEVICES = ("cpu", "cuda")
@@ -46,6 +46,7 @@ class ProfileConfig:
     max_time_s: float = 20.0  # seconds per cell at most, even before min_runs (two samples are always taken)
     seed: int = 0  # seeds the random weights, the token ids and the bootstrap
     output: Path = Path("reports/profile.json")  # where the result file is written
+    runs: tuple[Path, ...] = ()  # run folders from `kdbench distill`: trained students, their teachers and ONNX variants
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -74,6 +75,7 @@ class ProfileConfig:
         d = asdict(self)
         d["students_dir"] = str(self.students_dir) if self.students_dir else None
         d["output"] = str(self.output)
+        d["runs"] = [str(r) for r in self.runs]
         return d
 
 
@@ -98,12 +100,57 @@ def measure(call: Callable[[], object], synchronize: Callable[[], None], clock: 
 
 
 @dataclass(frozen=True)
+class RunModel:
+    """A trained model from a run folder: a distilled student (with its exported ONNX variants) or its teacher."""
+
+    name: str  # "<task>/<student>" or "<task>/teacher"
+    shape: StudentShape
+    model_dir: Path  # a save_pretrained folder
+    model_type: str
+    variants: dict  # ONNX variant -> file, only those whose parity passed
+    info: dict  # task, student, run_dir
+
+
+@dataclass(frozen=True)
 class Plan:
-    """The resolved work: the teacher config and every shape to profile (teacher first)."""
+    """The resolved work: the teacher config, every zoo shape to profile (teacher first) and trained run models."""
 
     teacher_config: object
     teacher: dict
     shapes: tuple[StudentShape, ...]
+    runs: tuple[RunModel, ...] = ()
+
+    @property
+    def count(self) -> int:
+        """Models profiled per grid point and backend."""
+        return len(self.shapes) + len(self.runs)
+
+
+def _run_models(run_dir: Path, seen: set[str]) -> list[RunModel]:
+    """The student of a run folder and (once per task) its fine-tuned teacher."""
+    from transformers import AutoConfig
+
+    from kdbench.export import _load_parity, run_info
+
+    info = run_info(run_dir)
+    task, student = info["task"], info["student"]
+    s = info["student_shape"]
+    shape = StudentShape(f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"],
+                         s["hidden"], s["ffn"])
+    parity = _load_parity(Path(run_dir) / "onnx")
+    variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"]}
+    student_cfg = AutoConfig.from_pretrained(Path(run_dir) / "student")
+    out = [RunModel(shape.name, shape, Path(run_dir) / "student", student_cfg.model_type, variants,
+                    {"task": task, "student": student, "run_dir": str(run_dir)})]
+    name = f"{task}/{TEACHER_NAME}"
+    if name not in seen:
+        seen.add(name)
+        teacher_dir = Path(info["teacher_dir"])
+        t = teacher_shape(load_teacher_config(str(teacher_dir)), str(teacher_dir))
+        tshape = replace(teacher_as_student(t), name=name)
+        out.append(RunModel(name, tshape, teacher_dir, t.model_type, {},
+                            {"task": task, "student": TEACHER_NAME, "run_dir": str(run_dir)}))
+    return out
 
 
 def plan(cfg: ProfileConfig) -> Plan:
@@ -117,7 +164,9 @@ def plan(cfg: ProfileConfig) -> Plan:
         raise KdbenchError(f"--seq-lens {max(cfg.seq_lens)} is longer than teacher {cfg.teacher!r} allows "
                            f"({limit} positions); choose lengths up to {limit}")
     teacher = {"name": cfg.teacher, "model_type": t.model_type, **teacher_as_student(t).to_dict()}
-    return Plan(teacher_config, teacher, shapes)
+    seen: set[str] = set()
+    runs = tuple(m for r in cfg.runs for m in _run_models(r, seen))
+    return Plan(teacher_config, teacher, shapes, runs)
 
 
 # Models whose position ids start after the padding index, so `pad_token_id + 1` positions are never used by tokens.
@@ -211,14 +260,24 @@ def warm_up(call: Callable[[], object], synchronize: Callable[[], None], clock: 
 
 
 def _open_sessions(p: Plan, cfg: ProfileConfig, backend: str, models: dict, progress: Progress) -> dict:
-    sessions = {}
-    for shape in p.shapes:
-        onnx_path = onnx_cache_path(p.teacher["model_type"], shape.key())
-        if backend == "onnxruntime" and not onnx_path.is_file():
-            progress(f"exporting {shape.name} to ONNX", 0)
-        sessions[shape.name] = open_session(backend, models[shape.name], cfg.device, cfg.dtype, cfg.threads,
-                                            onnx_path)
-    return sessions
+    """Sessions by backend label, then by model name. ONNX variants of trained students get their own label
+    ("onnxruntime:int8"), so each variant is a table and a grid column of its own."""
+    entries = [(s.name, s, p.teacher["model_type"], {}) for s in p.shapes]
+    entries += [(m.name, m.shape, m.model_type, m.variants) for m in p.runs]
+    by_label: dict[str, dict] = {}
+    for name, shape, model_type, variants in entries:
+        if backend != "onnxruntime":
+            by_label.setdefault(backend, {})[name] = open_session(backend, models[name], cfg.device, cfg.dtype,
+                                                                  cfg.threads)
+            continue
+        files = {"fp32": onnx_cache_path(model_type, shape.key()), **variants}
+        for variant, path in files.items():
+            if not path.is_file():
+                progress(f"exporting {name} to ONNX", 0)
+            label = backend if variant == "fp32" else f"{backend}:{variant}"
+            by_label.setdefault(label, {})[name] = open_session(backend, models[name], cfg.device, cfg.dtype,
+                                                                cfg.threads, path)
+    return by_label
 
 
 def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Clock, progress: Progress) -> dict:
@@ -235,6 +294,13 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
     measure_interleaved(targets, clock, cfg.min_runs, cfg.min_time_s, cfg.max_time_s,
                         on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0))
     return {t.name: (t.samples, memory[t.name]) for t in targets}
+
+
+def _load_trained(model_dir: Path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
 
 
 def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None,
@@ -260,21 +326,28 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clo
         progress(f"building {shape.name}", 0)
         torch.manual_seed(cfg.seed)
         models[shape.name] = build_model(p.teacher_config, shape)
+    for m in p.runs:
+        progress(f"loading {m.name}", 0)
+        models[m.name] = _load_trained(m.model_dir)
+        students[m.name] = {**m.shape.to_dict(), **m.info, "parameters": sum(x.numel() for x in
+                                                                             models[m.name].parameters()),
+                            "flops_per_sequence": {str(n): sequence_flops(m.shape, n) for n in cfg.seq_lens}}
+    vocab = min(getattr(x.config, "vocab_size", p.teacher_config.vocab_size) for x in models.values())
     for backend in cfg.backends:
         if backend == "onnxruntime" and cfg.dtype != "fp32":
-            skipped += [{"student": s.name, "backend": backend, "reason": "onnxruntime is fp32-only"} for s in p.shapes]
-            progress(f"{backend} skipped ({cfg.dtype})", len(p.shapes) * len(cfg.batch_sizes) * len(cfg.seq_lens))
+            skipped += [{"student": n, "backend": backend, "reason": "onnxruntime is fp32-only"} for n in models]
+            progress(f"{backend} skipped ({cfg.dtype})", p.count * len(cfg.batch_sizes) * len(cfg.seq_lens))
             continue
-        sessions = _open_sessions(p, cfg, backend, models, progress)
-        for seq in cfg.seq_lens:
-            for batch in cfg.batch_sizes:
-                arrays = _inputs(p.teacher_config.vocab_size, batch, seq, cfg.seed)
-                measured = _measure_point(cfg, sessions, arrays, clock, progress)
-                for name, (samples, (mem, kind)) in measured.items():
-                    cells.append(Cell(name, backend, cfg.device, cfg.dtype, batch, seq, cfg.threads,
-                                      sessions[name].attn_impl, tuple(samples), cfg.warmup_runs, mem, kind))
-                progress(f"{backend} b={batch} n={seq} done", len(measured))
-        del sessions
+        for label, sessions in _open_sessions(p, cfg, backend, models, progress).items():
+            for seq in cfg.seq_lens:
+                for batch in cfg.batch_sizes:
+                    arrays = _inputs(vocab, batch, seq, cfg.seed)
+                    measured = _measure_point(cfg, sessions, arrays, clock, progress)
+                    for name, (samples, (mem, kind)) in measured.items():
+                        cells.append(Cell(name, label, cfg.device, cfg.dtype, batch, seq, cfg.threads,
+                                          sessions[name].attn_impl, tuple(samples), cfg.warmup_runs, mem, kind))
+                    # variants beyond the first label are extra cells the progress total did not count
+                    progress(f"{label} b={batch} n={seq} done", len(measured) if label == backend else 0)
         if cfg.device == "cuda":
             torch.cuda.empty_cache()
     return ProfileResult(env.collect(cfg.threads), cfg.to_dict(), p.teacher, students, tuple(cells), tuple(skipped))

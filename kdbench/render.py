@@ -39,7 +39,7 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
         for c in (c for c in result.cells if c.grid_key()[:3] == (device, backend, dtype)):
             s = result.students[c.student]
             st = c.stats
-            base = result.cell(TEACHER_NAME, c.grid_key())
+            base = result.reference(c)
             speed = str(speedup_interval(base.samples, c.samples, seed)) if base else "-"
             cv = f"{st.cv * 100:.1f}"
             table.add_row(c.student, str(c.batch_size), str(c.seq_len), f"{st.p50 * 1e3:.2f}", f"{st.p90 * 1e3:.2f}",

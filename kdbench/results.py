@@ -14,6 +14,12 @@ SCHEMA = "kdbench.profile"
 SCHEMA_VERSION = 1
 
 
+def teacher_of(student: str) -> str:
+    """The reference teacher of a student: "<task>/teacher" for trained run students ("rte/6L"), else "teacher"."""
+    task, sep, _ = student.rpartition("/")
+    return f"{task}/teacher" if sep else "teacher"
+
+
 @dataclass(frozen=True)
 class Cell:
     """One measured point of the grid: a student on a backend, device, dtype, batch size and sequence length."""
@@ -119,6 +125,13 @@ class ProfileResult:
             if c.student == student and c.grid_key() == grid_key:
                 return c
         return None
+
+    def reference(self, cell: Cell) -> Cell | None:
+        """The teacher cell a cell's speed-up is measured against: the same grid point (for a trained student, its
+        own fine-tuned teacher); for an ONNX variant the teacher has not got, the teacher's fp32 ONNX cell."""
+        name = teacher_of(cell.student)
+        key = cell.grid_key()
+        return self.cell(name, key) or self.cell(name, (key[0], key[1].split(":")[0], *key[2:]))
 
     def grid_keys(self) -> list[tuple]:
         """Distinct (device, backend, dtype, batch, seq) points, in measuring order."""

@@ -80,3 +80,22 @@ def test_cli_bad_inputs(tmp_path, bert_teacher, glue_parquet):
     assert result.exit_code == 2 and "--variant is for --backend onnxruntime" in result.output
     ok = runner.invoke(app, ["export", str(run), "--parity-samples", "8"])
     assert ok.exit_code == 0 and "parity passed" in ok.output
+
+
+def test_profile_runs_times_the_trained_student_its_teacher_and_variants(bert_teacher, glue_parquet, tmp_path):
+    from kdbench.profile import ProfileConfig, run_profile
+
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["pruned"])
+    (run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()),
+                                                 "student": "p", "teacher_dir": str(bert_teacher),
+                                                 "student_shape": SHAPES["pruned"].to_dict()}))
+    export_run(ExportConfig(run, quantize="int8", parity_samples=8), log=lambda *_: None)
+    cfg = ProfileConfig(teacher=str(bert_teacher), students="", runs=(run,), batch_sizes=(1,), seq_lens=(16,),
+                        warmup_runs=1, warmup_time_s=0, min_runs=3, min_time_s=0)
+    result = run_profile(cfg)
+    cells = {(c.student, c.backend) for c in result.cells}
+    assert {("rte/p", "torch"), ("rte/teacher", "torch"), ("rte/p", "onnxruntime"),
+            ("rte/p", "onnxruntime:int8")} <= cells
+    int8 = next(c for c in result.cells if c.backend == "onnxruntime:int8")
+    assert result.reference(int8).student == "rte/teacher" and result.reference(int8).backend == "onnxruntime"
+    assert result.students["rte/p"]["task"] == "rte"

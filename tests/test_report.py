@@ -1,0 +1,114 @@
+"""kdbench report from fixture results: each verdict outcome (holds, does not hold, not enough data) and the files."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fixtures import TEACHER, samples, student
+from kdbench.cli import app
+from kdbench.errors import KdbenchError
+from kdbench.report import collect, pareto, write_report
+from kdbench.results import Cell, ProfileResult
+
+SHAPES = {"6L": dict(layers=6), "3L": dict(layers=3), "4AH": dict(heads=4, head_dim=192),
+          "384D": dict(hidden=384, head_dim=32, ffn=1536)}
+LATENCY = {"teacher": 0.100, "6L": 0.050, "3L": 0.026, "4AH": 0.100, "384D": 0.035}
+
+
+def write_run(root, task, name, share, teacher_score=0.9):
+    run = root / f"{task}-{name}"
+    (run / "student").mkdir(parents=True)
+    shape = {**TEACHER, "name": name, **SHAPES[name]}
+    (run / "metrics.json").write_text(json.dumps({
+        "schema": "kdbench.distill", "schema_version": 1, "task": task, "student": name, "metric": "accuracy",
+        "score": teacher_score * share, "teacher_score": teacher_score, "share_of_teacher": share,
+        "student_shape": shape, "teacher_shape": {**TEACHER, "name": "teacher"}}))
+
+
+def write_profile(path, tasks, latency=LATENCY, grid_batch=1):
+    students = {"teacher": student("teacher", "teacher"), "4AH": student("4AH", heads=4, head_dim=192)}
+    cells = [Cell(n, "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=i))
+             for i, n in enumerate(("teacher", "4AH"))]
+    for t in tasks:
+        for i, n in enumerate(("teacher", *SHAPES)):
+            students[f"{t}/{n}"] = student(f"{t}/{n}", **SHAPES.get(n, {}))
+            cells.append(Cell(f"{t}/{n}", "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa",
+                              samples(latency[n], seed=10 + i)))
+    ProfileResult({"cpu": "x"}, {"threads": 2, "batch_sizes": [grid_batch], "seq_lens": [128], "device": "cpu"},
+                  TEACHER, students, tuple(cells)).save(path)
+
+
+def make_inputs(tmp_path, shares):
+    """shares: {task: {student: share}}"""
+    for task, by_student in shares.items():
+        for name, share in by_student.items():
+            write_run(tmp_path / "runs", task, name, share)
+    write_profile(tmp_path / "profile.json", list(shares))
+    return [tmp_path / "runs", tmp_path / "profile.json"]
+
+
+PAPER_LIKE = {"sst2": {"6L": 0.98, "3L": 0.95, "4AH": 0.90, "384D": 0.95},
+              "rte": {"6L": 0.90, "3L": 0.85, "4AH": 0.70, "384D": 0.80}}
+
+
+def verdicts(doc):
+    return {c["claim"].split(" ")[0] + " " + c["claim"].split(" ")[1]: c["verdict"] for c in doc["claims"]}
+
+
+def test_paper_like_data_supports_every_claim(tmp_path):
+    doc = write_report(make_inputs(tmp_path, PAPER_LIKE), tmp_path / "out")
+    v = verdicts(doc)
+    assert v == {"layer reduction": "holds", "fewer attention": "holds", "tasks differ": "holds",
+                 "smaller hidden": "holds"}
+    png = tmp_path / "out" / "accuracy_vs_latency.png"
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    md = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "## sst2" in md and "Across tasks" in md and "HOLDS" in md
+    assert doc["macro"]["6L"]["macro_share"] == pytest.approx(0.94)
+    assert "3L" in doc["pareto"]["sst2"] and "4AH" not in doc["pareto"]["sst2"]
+
+
+def test_contrary_data_fails_the_claims(tmp_path):
+    contrary = {"sst2": {"6L": 0.80, "3L": 0.70, "4AH": 0.95, "384D": 0.99},
+                "rte": {"6L": 0.99, "3L": 0.98, "4AH": 0.95, "384D": 0.99}}
+    v = verdicts(write_report(make_inputs(tmp_path, contrary), tmp_path / "out"))
+    assert v["layer reduction"] == "does not hold" and v["fewer attention"] == "does not hold"
+    assert v["tasks differ"] == "does not hold" and v["smaller hidden"] == "does not hold"
+
+
+def test_thin_data_says_not_enough_data_and_names_what_is_missing(tmp_path):
+    doc = write_report(make_inputs(tmp_path, {"rte": {"6L": 0.9}}), tmp_path / "out")
+    assert set(verdicts(doc).values()) == {"not enough data"}
+    assert any("at least two tasks" in c["evidence"] for c in doc["claims"])
+
+
+def test_pareto_frontier():
+    pts = [("a", 10, 0.9), ("b", 5, 0.8), ("c", 12, 0.85), ("d", 5, 0.8)]
+    assert pareto(pts) == {"a", "b", "d"}
+
+
+def test_mixed_grids_are_refused_unless_allowed(tmp_path):
+    inputs = make_inputs(tmp_path, PAPER_LIKE)
+    write_profile(tmp_path / "other.json", ["sst2"], grid_batch=8)
+    with pytest.raises(KdbenchError, match="different grids"):
+        collect([*inputs, tmp_path / "other.json"])
+    assert collect([*inputs, tmp_path / "other.json"], allow_mixed=True).profiles
+
+
+def test_cli_bad_inputs(tmp_path):
+    runner = CliRunner()
+    inputs = make_inputs(tmp_path, PAPER_LIKE)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [([str(tmp_path / "missing")], "no such file or folder"),
+             ([*map(str, inputs), "-o", str(blocker / "out")], "is not a folder")]
+    data = json.loads((tmp_path / "profile.json").read_text())
+    (tmp_path / "v9").mkdir()
+    (tmp_path / "v9" / "p.json").write_text(json.dumps({**data, "schema_version": 9}))
+    cases.append(([str(tmp_path / "v9")], "schema version 9"))
+    for args, message in cases:
+        result = runner.invoke(app, ["report", *args])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    ok = runner.invoke(app, ["report", *map(str, inputs), "-o", str(tmp_path / "out")])
+    assert ok.exit_code == 0 and "HOLDS" in ok.output
