@@ -389,6 +389,43 @@ def report(
     console.print(f"written: {output_dir}/REPORT.md, report.json, accuracy_vs_latency.png")
 
 
+@app.command()
+@user_errors
+def study(
+    study_file: Annotated[Path, typer.Argument(help="Study file (YAML or TOML): teacher, tasks, students, seeds, "
+                                                    "training budget, export and profile settings.")],
+    teacher: Annotated[Optional[str], typer.Option(help="Override the study's teacher (e.g. a local folder).")] = None,
+    data_dir: DataDirOpt = None,
+    cell: Annotated[Optional[str], typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
+    list_cells: Annotated[bool, typer.Option("--list", help="List the cells and whether each is done.")] = False,
+) -> None:
+    """Run a whole study: every cell not yet complete, with progress and time left, then the report.
+
+    Cells are independent commands, so a killed study reruns from where it stopped, and `--cell ID` lets several
+    machines (or a cluster's job array) share one study.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from kdbench.study import cells, load_study, run_study
+
+    s = load_study(study_file, teacher, data_dir)
+    if list_cells:
+        for c in cells(s):
+            console.print(f"{'done   ' if c.done() else 'pending'} {c.id}", highlight=False)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[eta]}"),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task(s.name, total=None, eta="")
+
+        def progress(cell_id: str, done: int, total: int, left: float | None) -> None:
+            eta = f"~{left / 60:.0f} min left" if left is not None else ""
+            bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
+
+        ran = run_study(s, cell, progress)
+    console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
+    console.print((s.output_dir / "REPORT.md").read_text() if (s.output_dir / "REPORT.md").is_file() else "")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="kdbench")
