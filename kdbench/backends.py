@@ -47,7 +47,9 @@ class TorchSession:
     def prepare(self, arrays: dict[str, np.ndarray]) -> dict:
         import torch
 
-        return {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items() if k in ("input_ids", "attention_mask")}
+        return {
+            k: torch.from_numpy(v).to(self.device) for k, v in arrays.items() if k in ("input_ids", "attention_mask")
+        }
 
     def run(self, inputs: dict) -> None:
         import torch
@@ -129,9 +131,14 @@ class OrtSession:
         return _process_peak_rss_mb(), "process_peak_rss"
 
 
-def onnx_cache_path(model_type: str, arch_key: str, opset: int = DEFAULT_OPSET) -> Path:
-    """The cached model.onnx for an architecture: random weights, so the shape alone decides its speed."""
-    digest = hashlib.sha1(f"{model_type}|{arch_key}|{opset}".encode()).hexdigest()[:10]
+def config_digest(config) -> str:
+    """What else shapes the graph besides the sizes: vocabulary, positions, labels, activation..."""
+    return hashlib.sha1(config.to_json_string(use_diff=False).encode()).hexdigest()[:10]
+
+
+def onnx_cache_path(model_type: str, arch_key: str, digest: str = "", opset: int = DEFAULT_OPSET) -> Path:
+    """The cached model.onnx for an architecture and config (its weights do not change its speed)."""
+    digest = hashlib.sha1(f"{model_type}|{arch_key}|{digest}|{opset}".encode()).hexdigest()[:10]
     return cache_root() / "onnx" / f"{model_type}-{arch_key}-op{opset}-{digest}" / "model.onnx"
 
 
@@ -154,7 +161,7 @@ def _quiet_export():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
         hf_logging.set_verbosity(hf_level)
 
@@ -167,14 +174,17 @@ def export_onnx(model, dest: Path, opset: int = DEFAULT_OPSET) -> Path:
     try:
         from optimum.exporters.onnx import onnx_export_from_model
     except ImportError:
-        raise KdbenchError("the onnxruntime backend exports with optimum: pip install 'optimum-onnx>=0.1,<0.2'") from None
+        raise KdbenchError(
+            "the onnxruntime backend exports with optimum: pip install 'optimum-onnx>=0.1,<0.2'"
+        ) from None
     folder = dest.parent
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         with _quiet_export():
-            onnx_export_from_model(model.float().cpu(), output=tmp, task="text-classification", opset=opset,
-                                   do_validation=False)
+            onnx_export_from_model(
+                model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
+            )
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
@@ -183,8 +193,7 @@ def export_onnx(model, dest: Path, opset: int = DEFAULT_OPSET) -> Path:
     return dest
 
 
-def open_onnxruntime(model, device: str, dtype: str, threads: int, onnx_path: Path | None = None,
-                     **_) -> OrtSession:
+def open_onnxruntime(model, device: str, dtype: str, threads: int, onnx_path: Path | None = None, **_) -> OrtSession:
     """Create an InferenceSession on the CPU or CUDA execution provider, exporting `model` first if needed."""
     import onnxruntime as ort
 
@@ -223,5 +232,4 @@ def check_backend(name: str) -> str:
 
 def open_session(backend: str, model, device: str, dtype: str, threads: int, onnx_path: Path | None = None):
     """Open a session of the named backend."""
-    return lookup("backend", backend, BACKENDS)(model, device=device, dtype=dtype, threads=threads,
-                                                  onnx_path=onnx_path)
+    return lookup("backend", backend, BACKENDS)(model, device=device, dtype=dtype, threads=threads, onnx_path=onnx_path)

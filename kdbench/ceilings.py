@@ -19,16 +19,33 @@ def measure_ceilings(matmul_n: int = 8192, copy_mib: int = 1024, min_time_s: flo
     clock = clock_for("cuda")
     a = torch.randn(matmul_n, matmul_n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(matmul_n, matmul_n, device="cuda", dtype=torch.bfloat16)
-    mm = measure(lambda: a @ b, torch.cuda.synchronize, clock, warmup_runs=5, min_runs=20, min_time_s=min_time_s,
-                 max_time_s=30.0, warmup_time_s=0.5)
+    mm = measure(
+        lambda: a @ b,
+        torch.cuda.synchronize,
+        clock,
+        warmup_runs=5,
+        min_runs=20,
+        min_time_s=min_time_s,
+        max_time_s=30.0,
+        warmup_time_s=0.5,
+    )
     src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    cp = measure(lambda: dst.copy_(src), torch.cuda.synchronize, clock, warmup_runs=5, min_runs=20,
-                 min_time_s=min_time_s, max_time_s=30.0, warmup_time_s=0.5)
+    cp = measure(
+        lambda: dst.copy_(src),
+        torch.cuda.synchronize,
+        clock,
+        warmup_runs=5,
+        min_runs=20,
+        min_time_s=min_time_s,
+        max_time_s=30.0,
+        warmup_time_s=0.5,
+    )
     best_mm, best_cp = min(mm), min(cp)  # ceilings: the best the card did, not the typical
     return {
         "device": torch.cuda.get_device_name(0),
         "bf16_matmul_tflops": 2 * matmul_n**3 / best_mm / 1e12,
         "d2d_copy_gbps": 2 * src.numel() / best_cp / 1e9,  # read + write
-        "matmul_n": matmul_n, "copy_mib": copy_mib,
+        "matmul_n": matmul_n,
+        "copy_mib": copy_mib,
     }

@@ -9,7 +9,7 @@ import functools
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,7 +19,9 @@ from kdbench.profile import DEFAULTS  # light: the profile module imports torch 
 
 app = typer.Typer(
     help="Measure what knowledge distillation loses and what it buys at deployment.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 # Wide enough for the profile tables when output goes to a file or CI log (a terminal keeps its own width).
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -56,10 +58,16 @@ def _names(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-TeacherOpt = Annotated[str, typer.Option(help="Teacher: hub id or local model folder (only its config is read). "
-                                              "roberta-base is built in and needs no download.")]
-StudentsDirOpt = Annotated[Optional[Path], typer.Option(help="Folder of student .toml files (default: the shipped "
-                                                             "zoo in students/).")]
+TeacherOpt = Annotated[
+    str,
+    typer.Option(
+        help="Teacher: hub id or local model folder (only its config is read). "
+        "roberta-base is built in and needs no download."
+    ),
+]
+StudentsDirOpt = Annotated[
+    Path | None, typer.Option(help="Folder of student .toml files (default: the shipped zoo in students/).")
+]
 
 
 @app.command()
@@ -67,7 +75,9 @@ StudentsDirOpt = Annotated[Optional[Path], typer.Option(help="Folder of student 
 def students(
     teacher: TeacherOpt = "roberta-base",
     students_dir: StudentsDirOpt = None,
-    select: Annotated[str, typer.Option("--students", help="Names or groups: paper, heads, pruned, custom, all.")] = "all",
+    select: Annotated[
+        str, typer.Option("--students", help="Names or groups: paper, heads, pruned, custom, all.")
+    ] = "all",
     seq_len: Annotated[int, typer.Option(help="Sequence length for the FLOPs column.")] = 128,
 ) -> None:
     """Show the student zoo for a teacher: shape, parameters, FLOPs and their ratios to the teacher."""
@@ -85,32 +95,61 @@ def students(
 @user_errors
 def profile(
     teacher: TeacherOpt = "roberta-base",
-    select: Annotated[Optional[str], typer.Option("--students", help="Names or groups (paper, heads, pruned, custom, "
-                                                   f"all), comma-separated. Default: {DEFAULTS['students']}. The teacher is "
-                                                   "always profiled.")] = None,
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "--students",
+            help="Names or groups (paper, heads, pruned, custom, "
+            f"all), comma-separated. Default: {DEFAULTS['students']}. The teacher is "
+            "always profiled.",
+        ),
+    ] = None,
     students_dir: StudentsDirOpt = None,
-    backends: Annotated[Optional[str], typer.Option(help="Comma-separated: torch, onnxruntime. Default: both.")] = None,
+    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, onnxruntime. Default: both.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on cuda (torch backend).")] = "fp32",
-    batch_sizes: Annotated[Optional[str], typer.Option(help=f"Comma-separated batch sizes. Default: {DEFAULTS['batch_sizes']}.")] = None,
-    seq_lens: Annotated[Optional[str], typer.Option(help=f"Comma-separated sequence lengths. Default: {DEFAULTS['seq_lens']}.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op CPU threads. Default: all cores.")] = None,
-    warmup: Annotated[Optional[int], typer.Option(help=f"Untimed warm-up calls per cell. Default: {DEFAULTS['warmup_runs']}.")] = None,
-    warmup_time: Annotated[Optional[float], typer.Option(help="Seconds of warm-up per cell, at least. "
-                                                         f"Default: {DEFAULTS['warmup_time_s']}.")] = None,
-    min_runs: Annotated[Optional[int], typer.Option(help=f"Timed calls per cell, at least. Default: {DEFAULTS['min_runs']}.")] = None,
-    min_time: Annotated[Optional[float], typer.Option(help="Seconds of timed calls per cell, at least. "
-                                                      f"Default: {DEFAULTS['min_time_s']}.")] = None,
-    max_time: Annotated[Optional[float], typer.Option(help=f"Seconds of timed calls per cell at most. Default: {DEFAULTS['max_time_s']}.")] = None,
+    batch_sizes: Annotated[
+        str | None, typer.Option(help=f"Comma-separated batch sizes. Default: {DEFAULTS['batch_sizes']}.")
+    ] = None,
+    seq_lens: Annotated[
+        str | None, typer.Option(help=f"Comma-separated sequence lengths. Default: {DEFAULTS['seq_lens']}.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Intra-op CPU threads. Default: all cores.")] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help=f"Untimed warm-up calls per cell. Default: {DEFAULTS['warmup_runs']}.")
+    ] = None,
+    warmup_time: Annotated[
+        float | None,
+        typer.Option(help=f"Seconds of warm-up per cell, at least. Default: {DEFAULTS['warmup_time_s']}."),
+    ] = None,
+    min_runs: Annotated[
+        int | None, typer.Option(help=f"Timed calls per cell, at least. Default: {DEFAULTS['min_runs']}.")
+    ] = None,
+    min_time: Annotated[
+        float | None,
+        typer.Option(help=f"Seconds of timed calls per cell, at least. Default: {DEFAULTS['min_time_s']}."),
+    ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(help=f"Seconds of timed calls per cell at most. Default: {DEFAULTS['max_time_s']}."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for random weights, inputs and the bootstrap.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Result JSON file (written atomically).")] = Path(
-        "reports/profile.json"),
-    quick: Annotated[bool, typer.Option("--quick", help="Small smoke grid: 3L, 4AH, 4AH_pruned at batch 1, "
-                                                        "length 32, short cells.")] = False,
-    runs: Annotated[Optional[list[Path]], typer.Option("--runs", help="Run folder of `kdbench distill` (repeatable): "
-                                                       "profiles the trained student, its fine-tuned teacher and "
-                                                       "its exported ONNX variants. With --runs and no --students, "
-                                                       "no zoo student is added.")] = None,
+        "reports/profile.json"
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small smoke grid: 3L, 4AH, 4AH_pruned at batch 1, length 32, short cells.")
+    ] = False,
+    runs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--runs",
+            help="Run folder of `kdbench distill` (repeatable): "
+            "profiles the trained student, its fine-tuned teacher and "
+            "its exported ONNX variants. With --runs and no --students, "
+            "no zoo student is added.",
+        ),
+    ] = None,
 ) -> None:
     """Time the teacher and its students on each backend x device x batch size x sequence length.
 
@@ -127,53 +166,91 @@ def profile(
 
     if runs and select is None:
         select = ""  # only the trained models (the zoo's random-weight teacher stays as the shape reference)
-    given = dict(students=select, backends=_names(backends), batch_sizes=_ints("--batch-sizes", batch_sizes),
-                 seq_lens=_ints("--seq-lens", seq_lens), threads=threads, warmup_runs=warmup,
-                 warmup_time_s=warmup_time, min_runs=min_runs,
-                 min_time_s=min_time, max_time_s=max_time)
+    given = dict(
+        students=select,
+        backends=_names(backends),
+        batch_sizes=_ints("--batch-sizes", batch_sizes),
+        seq_lens=_ints("--seq-lens", seq_lens),
+        threads=threads,
+        warmup_runs=warmup,
+        warmup_time_s=warmup_time,
+        min_runs=min_runs,
+        min_time_s=min_time,
+        max_time_s=max_time,
+    )
     settings = {**(QUICK if quick else {}), **{k: v for k, v in given.items() if v is not None}}
-    cfg = ProfileConfig(teacher=teacher, students_dir=students_dir, device=device, dtype=dtype, seed=seed,
-                        output=output, runs=tuple(runs or ()), **settings)
+    cfg = ProfileConfig(
+        teacher=teacher,
+        students_dir=students_dir,
+        device=device,
+        dtype=dtype,
+        seed=seed,
+        output=output,
+        runs=tuple(runs or ()),
+        **settings,
+    )
     check_writable(cfg.output)
     p = plan(cfg)  # every user error surfaces here, before the progress display starts
     started = time.perf_counter()
-    with Progress(TextColumn("[progress.description]{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("starting", total=p.count * len(cfg.backends) * len(cfg.batch_sizes)
-                            * len(cfg.seq_lens))
+    with Progress(
+        TextColumn("[progress.description]{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=p.count * len(cfg.backends) * len(cfg.batch_sizes) * len(cfg.seq_lens))
         result = run_profile(cfg, lambda desc, advance: bar.update(task, description=desc, advance=advance), resolved=p)
     result.save(cfg.output)
     lines = head_verdicts(result, cfg.seed)
     print_all(console, *profile_tables(result, cfg.seed), *([head_table(lines)] if lines else []))
     for ln in lines:
-        console.print(f"  {ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]}): "
-                      f"[bold]{ln.outcome}[/] - {ln.reason}", soft_wrap=True, highlight=False)
+        console.print(
+            f"  {ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]}): "
+            f"[bold]{ln.outcome}[/] - {ln.reason}",
+            soft_wrap=True,
+            highlight=False,
+        )
     console.print(f"[bold]Head claim:[/] {head_claim(lines)}", soft_wrap=True)
     worst = max(result.cells, key=lambda c: c.stats.cv)
-    console.print(f"{len(result.cells)} cells in {time.perf_counter() - started:.0f} s; largest CV "
-                  f"{worst.stats.cv:.1%} ({worst.student}, {worst.backend}, batch {worst.batch_size}); "
-                  f"results: {cfg.output}")
+    console.print(
+        f"{len(result.cells)} cells in {time.perf_counter() - started:.0f} s; largest CV "
+        f"{worst.stats.cv:.1%} ({worst.student}, {worst.backend}, batch {worst.batch_size}); "
+        f"results: {cfg.output}"
+    )
 
 
 TaskOpt = Annotated[str, typer.Option(help="GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.")]
-DataDirOpt = Annotated[Optional[Path], typer.Option(help="Local GLUE copy: <dir>/<task>/<split>.parquet or the "
-                                                        "classic glue_data/ TSV folders. Default: the hub.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Local GLUE copy: <dir>/<task>/<split>.parquet or the classic glue_data/ TSV folders. Default: the hub."
+    ),
+]
 
 
 def _train_config(learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device):
     from kdbench.distill import TrainConfig
 
-    return TrainConfig(learning_rate=learning_rate, epochs=epochs, batch_size=batch_size, max_seq_len=max_seq_len,
-                       max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, seed=seed,
-                       device=device)
+    return TrainConfig(
+        learning_rate=learning_rate,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_seq_len=max_seq_len,
+        max_train_samples=max_train_samples,
+        max_eval_samples=max_eval_samples,
+        seed=seed,
+        device=device,
+    )
 
 
 LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
 EpochsOpt = Annotated[float, typer.Option(help="Training epochs.")]
 BatchOpt = Annotated[int, typer.Option(help="Sequences per training step.")]
 SeqOpt = Annotated[int, typer.Option(help="Maximum tokens per sequence (longer inputs are truncated).")]
-MaxTrainOpt = Annotated[Optional[int], typer.Option(help="Use only the first N training rows.")]
-MaxEvalOpt = Annotated[Optional[int], typer.Option(help="Use only the first N evaluation rows.")]
+MaxTrainOpt = Annotated[int | None, typer.Option(help="Use only the first N training rows.")]
+MaxEvalOpt = Annotated[int | None, typer.Option(help="Use only the first N evaluation rows.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed: CPU runs with the same seed repeat exactly.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (bf16 autocast on cuda).")]
 
@@ -184,15 +261,21 @@ def finetune(
     task: TaskOpt,
     teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = "roberta-base",
     data_dir: DataDirOpt = None,
-    learning_rate: LrOpt = 5e-5, epochs: EpochsOpt = 10.0, batch_size: BatchOpt = 12, max_seq_len: SeqOpt = 128,
-    max_train_samples: MaxTrainOpt = None, max_eval_samples: MaxEvalOpt = None, seed: SeedOpt = 42,
+    learning_rate: LrOpt = 5e-5,
+    epochs: EpochsOpt = 10.0,
+    batch_size: BatchOpt = 12,
+    max_seq_len: SeqOpt = 128,
+    max_train_samples: MaxTrainOpt = None,
+    max_eval_samples: MaxEvalOpt = None,
+    seed: SeedOpt = 42,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Fine-tune the teacher on a GLUE task and cache it (keyed by teacher, task, data and hyper-parameters)."""
     from kdbench.distill import finetune as run_finetune
 
-    train = _train_config(learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed,
-                          device)
+    train = _train_config(
+        learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device
+    )
     folder = run_finetune(teacher, task, train, data_dir, log=console.print)
     console.print(f"fine-tuned teacher: {folder}")
 
@@ -203,24 +286,33 @@ def distill(
     task: TaskOpt,
     student: Annotated[str, typer.Option(help="Student name from the zoo (see `kdbench students`).")],
     teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = "roberta-base",
-    teacher_checkpoint: Annotated[Optional[str], typer.Option(help="An already fine-tuned teacher folder (skips "
-                                                                   "fine-tuning).")] = None,
+    teacher_checkpoint: Annotated[
+        str | None, typer.Option(help="An already fine-tuned teacher folder (skips fine-tuning).")
+    ] = None,
     students_dir: StudentsDirOpt = None,
     data_dir: DataDirOpt = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Run folder. Default: runs/<task>/<student>-<teacher>-"
-                                                            "s<seed>.")] = None,
-    init: Annotated[str, typer.Option(help="teacher: copy mapped layers and embeddings where shapes allow; "
-                                           "random.")] = "teacher",
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Run folder. Default: runs/<task>/<student>-<teacher>-s<seed>.")
+    ] = None,
+    init: Annotated[
+        str, typer.Option(help="teacher: copy mapped layers and embeddings where shapes allow; random.")
+    ] = "teacher",
     alpha_hard: Annotated[float, typer.Option(help="Weight of the label cross-entropy.")] = 0.33,
     alpha_soft: Annotated[float, typer.Option(help="Weight of the soft (teacher logits) loss.")] = 0.33,
     alpha_feature: Annotated[float, typer.Option(help="Weight of the hidden-state loss.")] = 0.33,
     temperature: Annotated[float, typer.Option(help="Soft-loss temperature.")] = 2.0,
     feature_loss: Annotated[str, typer.Option(help="mse or cosine.")] = "mse",
-    learning_rate: LrOpt = 5e-5, epochs: EpochsOpt = 10.0, batch_size: BatchOpt = 12, max_seq_len: SeqOpt = 128,
-    max_train_samples: MaxTrainOpt = None, max_eval_samples: MaxEvalOpt = None, seed: SeedOpt = 42,
+    learning_rate: LrOpt = 5e-5,
+    epochs: EpochsOpt = 10.0,
+    batch_size: BatchOpt = 12,
+    max_seq_len: SeqOpt = 128,
+    max_train_samples: MaxTrainOpt = None,
+    max_eval_samples: MaxEvalOpt = None,
+    seed: SeedOpt = 42,
     device: DeviceOpt = "cpu",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last "
-                                                          "checkpoint.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
 ) -> None:
     """Distil a student from a fine-tuned teacher (fine-tuning the teacher first unless cached).
@@ -235,13 +327,27 @@ def distill(
     from kdbench.distill import DistillConfig
     from kdbench.distill import distill as run_distill
 
-    train = _train_config(learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed,
-                          device)
-    cfg = DistillConfig(task=task, student=student, teacher=teacher, teacher_checkpoint=teacher_checkpoint,
-                        students_dir=students_dir, data_dir=data_dir, output_dir=output_dir, init=init,
-                        alpha_hard=alpha_hard, alpha_soft=alpha_soft, alpha_feature=alpha_feature,
-                        temperature=temperature, feature_loss=feature_loss, train=train, resume=resume,
-                        overwrite=overwrite)
+    train = _train_config(
+        learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device
+    )
+    cfg = DistillConfig(
+        task=task,
+        student=student,
+        teacher=teacher,
+        teacher_checkpoint=teacher_checkpoint,
+        students_dir=students_dir,
+        data_dir=data_dir,
+        output_dir=output_dir,
+        init=init,
+        alpha_hard=alpha_hard,
+        alpha_soft=alpha_soft,
+        alpha_feature=alpha_feature,
+        temperature=temperature,
+        feature_loss=feature_loss,
+        train=train,
+        resume=resume,
+        overwrite=overwrite,
+    )
     doc = run_distill(cfg, log=console.print)
     table = Table(title=f"{doc['task']}: {doc['student']} distilled from {doc['teacher']}")
     for col in ("model", *next(iter(doc["metrics"].values())).keys()):
@@ -252,26 +358,36 @@ def distill(
         table.add_row(f"{doc['student']} ({split})", *(f"{v:.4f}" for v in metrics.values()))
     console.print(table)
     share = doc["share_of_teacher"]
-    console.print(f"{doc['metric']}: student {doc['score']:.4f}, teacher {doc['teacher_score']:.4f}"
-                  + (f" ({share:.1%} of the teacher)" if share is not None else "")
-                  + f"; training {doc['wall_s']:.0f} s; run folder {cfg.run_dir()}")
+    console.print(
+        f"{doc['metric']}: student {doc['score']:.4f}, teacher {doc['teacher_score']:.4f}"
+        + (f" ({share:.1%} of the teacher)" if share is not None else "")
+        + f"; training {doc['wall_s']:.0f} s; run folder {cfg.run_dir()}"
+    )
 
 
 @app.command()
 @user_errors
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline: a profile result, a pytest-benchmark JSON, or a folder "
-                                                  "of them.")],
+    baseline: Annotated[
+        Path, typer.Argument(help="Baseline: a profile result, a pytest-benchmark JSON, or a folder of them.")
+    ],
     current: Annotated[Path, typer.Argument(help="Current results, of the same kind.")],
     stat: Annotated[str, typer.Option(help="Statistic compared: min, p50, mean, p90.")] = "p50",
-    absolute: Annotated[bool, typer.Option("--absolute", help="Compare absolute times instead of each student's "
-                                                              "latency relative to the teacher of the same run.")] = False,
+    absolute: Annotated[
+        bool,
+        typer.Option(
+            "--absolute",
+            help="Compare absolute times instead of each student's latency relative to the teacher of the same run.",
+        ),
+    ] = False,
     max_slowdown: Annotated[str, typer.Option(help="Allowed slowdown before a change can count, e.g. 10%.")] = "10%",
-    threshold: Annotated[Optional[list[str]], typer.Option(help="Per-student allowance, STUDENT=PERCENT; "
-                                                                "repeatable.")] = None,
-    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Compare the common cells when the grids "
-                                                                        "differ.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    threshold: Annotated[
+        list[str] | None, typer.Option(help="Per-student allowance, STUDENT=PERCENT; repeatable.")
+    ] = None,
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Compare the common cells when the grids differ.")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the comparison as JSON.")] = None,
 ) -> None:
     """Fail (exit 1) when a student got slower than allowed, beyond run-to-run noise; exit 0 otherwise.
 
@@ -300,17 +416,35 @@ def compare(
     scale = 1.0 if not absolute else 1e3
     colour = {"regression": "red", "improvement": "green", "inside noise": "yellow", "ok": "white"}
     for r in rows:
-        table.add_row(r.student, " ".join(map(str, r.grid)), f"{r.baseline * scale:.3f}", f"{r.current * scale:.3f}",
-                      f"{r.change - 1:+.1%}", f"[{r.low - 1:+.1%}, {r.high - 1:+.1%}]", f"{r.threshold:.0%}",
-                      f"[{colour[r.verdict]}]{r.verdict}[/]")
+        table.add_row(
+            r.student,
+            " ".join(map(str, r.grid)),
+            f"{r.baseline * scale:.3f}",
+            f"{r.current * scale:.3f}",
+            f"{r.change - 1:+.1%}",
+            f"[{r.low - 1:+.1%}, {r.high - 1:+.1%}]",
+            f"{r.threshold:.0%}",
+            f"[{colour[r.verdict]}]{r.verdict}[/]",
+        )
     console.print(table)
     if json_out:
-        atomic_write_json(json_out, {"schema": "kdbench.compare", "schema_version": 1, "stat": stat,
-                                     "ratio": not absolute, "rows": [r.to_dict() for r in rows]})
+        atomic_write_json(
+            json_out,
+            {
+                "schema": "kdbench.compare",
+                "schema_version": 1,
+                "stat": stat,
+                "ratio": not absolute,
+                "rows": [r.to_dict() for r in rows],
+            },
+        )
     bad = [r for r in rows if r.verdict == "regression"]
     if bad:
-        console.print(f"[bold red]{len(bad)} regression(s):[/] " + ", ".join(
-            f"{r.student} {' '.join(map(str, r.grid))} {r.change - 1:+.1%}" for r in bad), soft_wrap=True)
+        console.print(
+            f"[bold red]{len(bad)} regression(s):[/] "
+            + ", ".join(f"{r.student} {' '.join(map(str, r.grid))} {r.change - 1:+.1%}" for r in bad),
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     console.print(f"no regression in {len(rows)} cells (allowed slowdown {limit:.0%}, beyond noise)")
 
@@ -323,9 +457,10 @@ RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by `kdbenc
 def export(
     run_dir: RunDirArg,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
-    optimize: Annotated[Optional[str], typer.Option(help="Also write an ONNX Runtime-optimised variant: O1, O2 or "
-                                                         "O3.")] = None,
-    quantize: Annotated[Optional[str], typer.Option(help="Also write a dynamically quantised variant: int8.")] = None,
+    optimize: Annotated[
+        str | None, typer.Option(help="Also write an ONNX Runtime-optimised variant: O1, O2 or O3.")
+    ] = None,
+    quantize: Annotated[str | None, typer.Option(help="Also write a dynamically quantised variant: int8.")] = None,
     parity_samples: Annotated[int, typer.Option(help="Evaluation examples compared against PyTorch.")] = 256,
 ) -> None:
     """Export a distilled student to ONNX (RUN_DIR/onnx/) with a parity check against PyTorch for every variant.
@@ -356,8 +491,10 @@ def evaluate(
 
     doc = evaluate_run(run_dir, backend, variant, force, max_eval_samples)
     for split, metrics in doc["metrics"].items():
-        console.print(f"{doc['task']} {split} on {backend} ({variant}): "
-                      + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+        console.print(
+            f"{doc['task']} {split} on {backend} ({variant}): " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+            highlight=False,
+        )
     if "loss_vs_fp32" in doc:
         console.print(f"{variant} loses {doc['loss_vs_fp32'] * 100:+.2f} points of {doc['metric']} against fp32")
 
@@ -366,10 +503,12 @@ def evaluate(
 @user_errors
 def report(
     inputs: Annotated[list[Path], typer.Argument(help="Profile result files, run folders, or folders holding them.")],
-    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Where REPORT.md, report.json and the "
-                                                                        "plot go.")] = Path("reports"),
-    allow_mixed: Annotated[bool, typer.Option("--allow-mixed", help="Report profile results measured on different "
-                                                                    "grids together.")] = False,
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Where REPORT.md, report.json and the plot go.")
+    ] = Path("reports"),
+    allow_mixed: Annotated[
+        bool, typer.Option("--allow-mixed", help="Report profile results measured on different grids together.")
+    ] = False,
 ) -> None:
     """Join accuracy with speed per task and across tasks, mark the Pareto frontier, and judge the paper's claims."""
     from rich.table import Table
@@ -384,19 +523,25 @@ def report(
         table.add_row(student, f"{v['macro_score']:.4f}", f"{v['macro_share']:.1%}", ", ".join(v["tasks"]))
     console.print(table)
     for c in doc["claims"]:
-        console.print(f"[bold]{c['verdict'].upper()}[/]: {c['claim']} - {c['evidence']}", soft_wrap=True,
-                      highlight=False)
+        console.print(
+            f"[bold]{c['verdict'].upper()}[/]: {c['claim']} - {c['evidence']}", soft_wrap=True, highlight=False
+        )
     console.print(f"written: {output_dir}/REPORT.md, report.json, accuracy_vs_latency.png")
 
 
 @app.command()
 @user_errors
 def study(
-    study_file: Annotated[Path, typer.Argument(help="Study file (YAML or TOML): teacher, tasks, students, seeds, "
-                                                    "training budget, export and profile settings.")],
-    teacher: Annotated[Optional[str], typer.Option(help="Override the study's teacher (e.g. a local folder).")] = None,
+    study_file: Annotated[
+        Path,
+        typer.Argument(
+            help="Study file (YAML or TOML): teacher, tasks, students, seeds, "
+            "training budget, export and profile settings."
+        ),
+    ],
+    teacher: Annotated[str | None, typer.Option(help="Override the study's teacher (e.g. a local folder).")] = None,
     data_dir: DataDirOpt = None,
-    cell: Annotated[Optional[str], typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
+    cell: Annotated[str | None, typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
     list_cells: Annotated[bool, typer.Option("--list", help="List the cells and whether each is done.")] = False,
 ) -> None:
     """Run a whole study: every cell not yet complete, with progress and time left, then the report.
@@ -413,8 +558,14 @@ def study(
         for c in cells(s):
             console.print(f"{'done   ' if c.done() else 'pending'} {c.id}", highlight=False)
         return
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[eta]}"),
-                  console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[eta]}"),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(s.name, total=None, eta="")
 
         def progress(cell_id: str, done: int, total: int, left: float | None) -> None:

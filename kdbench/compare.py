@@ -45,8 +45,9 @@ class Measured:
     def stat(self, name: str, samples=None) -> float:
         x = self.samples if samples is None else samples
         if len(x):
-            return float({"min": np.min, "p50": np.median, "mean": np.mean,
-                          "p90": lambda a: np.percentile(a, 90)}[name](x))
+            return float(
+                {"min": np.min, "p50": np.median, "mean": np.mean, "p90": lambda a: np.percentile(a, 90)}[name](x)
+            )
         if name not in self.summary:
             raise KdbenchError(f"{self.student}: statistic {name!r} is not in the file; use --stat p50 or mean")
         return float(self.summary[name])
@@ -72,12 +73,17 @@ def _from_pytest_benchmark(doc: dict, source: str) -> dict[tuple, Measured]:
         student = info.get("student", b.get("name"))
         grid = tuple(info.get("grid", [])) or (b.get("group") or "",)
         data = tuple(float(x) for x in stats.get("data", ()) or ())
-        summary = {"min": stats.get("min"), "p50": stats.get("median"), "mean": stats.get("mean"),
-                   "std": stats.get("stddev")}
+        summary = {
+            "min": stats.get("min"),
+            "p50": stats.get("median"),
+            "mean": stats.get("mean"),
+            "std": stats.get("stddev"),
+        }
         if not data and summary["mean"] is None:
             raise KdbenchError(f"{source}: benchmark {b.get('name')!r} has neither data nor stats")
-        out[(student, *grid)] = Measured(student, grid, source, data,
-                                         {k: v for k, v in summary.items() if v is not None})
+        out[(student, *grid)] = Measured(
+            student, grid, source, data, {k: v for k, v in summary.items() if v is not None}
+        )
     return out
 
 
@@ -154,8 +160,10 @@ class Row:
     verdict: str  # "regression", "improvement", "ok", "inside noise"
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("student", "grid", "baseline", "current", "change", "low", "high",
-                                              "threshold", "verdict")}
+        return {
+            k: getattr(self, k)
+            for k in ("student", "grid", "baseline", "current", "change", "low", "high", "threshold", "verdict")
+        }
 
 
 def _draws(m: Measured, stat: str, rng, n: int) -> np.ndarray:
@@ -192,8 +200,16 @@ def _side(runs: list[Measured], cells: Runs, stat: str, ratio: bool, rng, side: 
     return float(np.median(values)), np.stack(draws)[pick, np.arange(RESAMPLES)]
 
 
-def compare(baseline: Runs, current: Runs, stat: str = "p50", ratio: bool = True, max_slowdown: float = 0.10,
-            overrides: dict[str, float] | None = None, allow_partial: bool = False, seed: int = 0) -> list[Row]:
+def compare(
+    baseline: Runs,
+    current: Runs,
+    stat: str = "p50",
+    ratio: bool = True,
+    max_slowdown: float = 0.10,
+    overrides: dict[str, float] | None = None,
+    allow_partial: bool = False,
+    seed: int = 0,
+) -> list[Row]:
     """Compare every common cell; raises KdbenchError when the inputs cannot be compared."""
     if stat not in STATS:
         raise KdbenchError(f"--stat is {stat!r}; allowed: {', '.join(STATS)}")
@@ -203,8 +219,10 @@ def compare(baseline: Runs, current: Runs, stat: str = "p50", ratio: bool = True
     if not common:
         raise KdbenchError("the two result sets share no cell (student and grid point); nothing to compare")
     if only and not allow_partial:
-        raise KdbenchError(f"the grids differ ({len(only)} cells in only one of them, e.g. {only[0]}); pass "
-                           "--allow-partial to compare the common cells")
+        raise KdbenchError(
+            f"the grids differ ({len(only)} cells in only one of them, e.g. {only[0]}); pass "
+            "--allow-partial to compare the common cells"
+        )
     unknown = set(overrides) - {k[0] for k in common}
     if unknown:
         raise KdbenchError(f"--threshold names student(s) not in both results: {', '.join(sorted(unknown))}")
@@ -218,8 +236,19 @@ def compare(baseline: Runs, current: Runs, stat: str = "p50", ratio: bool = True
         cv, cd = _side(current[key], current, stat, ratio, rng, "current")
         low, high = np.quantile(cd / bd, [0.025, 0.975])
         thr = overrides.get(student, max_slowdown)
-        rows.append(Row(student, grid, bv, cv, cv / bv, float(low), float(high), thr,
-                        _verdict(cv / bv, float(low), float(high), thr)))
+        rows.append(
+            Row(
+                student,
+                grid,
+                bv,
+                cv,
+                cv / bv,
+                float(low),
+                float(high),
+                thr,
+                _verdict(cv / bv, float(low), float(high), thr),
+            )
+        )
     if not rows:
         raise KdbenchError("ratio mode needs students besides the teacher; nothing to compare")
     return rows
@@ -230,5 +259,6 @@ def _reference(cells: Runs, m: Measured, side: str) -> Measured:
     for ref in cells.get((TEACHER_NAME, *m.grid), []):
         if ref.run == m.run:
             return ref
-    raise KdbenchError(f"ratio mode: {m.run} ({side}) has no teacher measured at {m.grid}; profile the teacher too "
-                       "or pass --absolute")
+    raise KdbenchError(
+        f"ratio mode: {m.run} ({side}) has no teacher measured at {m.grid}; profile the teacher too or pass --absolute"
+    )

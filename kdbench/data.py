@@ -39,20 +39,42 @@ class Task:
         return self.metrics[0]
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("cola", ("sentence",), 2, ("matthews_correlation",), tsv_dir="CoLA"),
-    Task("sst2", ("sentence",), 2, ("accuracy",), tsv_dir="SST-2"),
-    Task("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), tsv_dir="MRPC"),
-    Task("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman"), tsv_dir="STS-B"),
-    Task("qqp", ("question1", "question2"), 2, ("f1", "accuracy"), tsv_dir="QQP"),
-    Task("mnli", ("premise", "hypothesis"), 3, ("accuracy",), ("validation_matched", "validation_mismatched"),
-         tsv_dir="MNLI", label_names=("entailment", "neutral", "contradiction")),
-    Task("qnli", ("question", "sentence"), 2, ("accuracy",), tsv_dir="QNLI",
-         label_names=("entailment", "not_entailment")),
-    Task("rte", ("sentence1", "sentence2"), 2, ("accuracy",), tsv_dir="RTE",
-         label_names=("entailment", "not_entailment")),
-    Task("wnli", ("sentence1", "sentence2"), 2, ("accuracy",), tsv_dir="WNLI"),
-)}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("cola", ("sentence",), 2, ("matthews_correlation",), tsv_dir="CoLA"),
+        Task("sst2", ("sentence",), 2, ("accuracy",), tsv_dir="SST-2"),
+        Task("mrpc", ("sentence1", "sentence2"), 2, ("f1", "accuracy"), tsv_dir="MRPC"),
+        Task("stsb", ("sentence1", "sentence2"), 1, ("pearson", "spearman"), tsv_dir="STS-B"),
+        Task("qqp", ("question1", "question2"), 2, ("f1", "accuracy"), tsv_dir="QQP"),
+        Task(
+            "mnli",
+            ("premise", "hypothesis"),
+            3,
+            ("accuracy",),
+            ("validation_matched", "validation_mismatched"),
+            tsv_dir="MNLI",
+            label_names=("entailment", "neutral", "contradiction"),
+        ),
+        Task(
+            "qnli",
+            ("question", "sentence"),
+            2,
+            ("accuracy",),
+            tsv_dir="QNLI",
+            label_names=("entailment", "not_entailment"),
+        ),
+        Task(
+            "rte",
+            ("sentence1", "sentence2"),
+            2,
+            ("accuracy",),
+            tsv_dir="RTE",
+            label_names=("entailment", "not_entailment"),
+        ),
+        Task("wnli", ("sentence1", "sentence2"), 2, ("accuracy",), tsv_dir="WNLI"),
+    )
+}
 ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli"}
 
 
@@ -73,10 +95,14 @@ def _tsv_files(task: Task, split: str) -> list[str]:
 
 
 _TSV_COLUMNS = {  # header names of (text fields..., label) in the classic files
-    "sst2": ("sentence", "label"), "mrpc": ("#1 String", "#2 String", "Quality"),
-    "stsb": ("sentence1", "sentence2", "score"), "qqp": ("question1", "question2", "is_duplicate"),
-    "mnli": ("sentence1", "sentence2", "gold_label"), "qnli": ("question", "sentence", "label"),
-    "rte": ("sentence1", "sentence2", "label"), "wnli": ("sentence1", "sentence2", "label"),
+    "sst2": ("sentence", "label"),
+    "mrpc": ("#1 String", "#2 String", "Quality"),
+    "stsb": ("sentence1", "sentence2", "score"),
+    "qqp": ("question1", "question2", "is_duplicate"),
+    "mnli": ("sentence1", "sentence2", "gold_label"),
+    "qnli": ("question", "sentence", "label"),
+    "rte": ("sentence1", "sentence2", "label"),
+    "wnli": ("sentence1", "sentence2", "label"),
 }
 
 
@@ -101,7 +127,7 @@ def _read_tsv(task: Task, path: Path) -> dict[str, list]:
     for i, row in enumerate(rows[1:], 2):
         if len(row) <= max(idx):
             raise KdbenchError(f"{path}: row {i} has {len(row)} columns, expected at least {max(idx) + 1}")
-        for field, j in zip((*task.text_fields, "label"), idx):
+        for field, j in zip((*task.text_fields, "label"), idx, strict=True):
             cols[field].append(row[j])
     return cols
 
@@ -138,8 +164,10 @@ def _local_split(task: Task, data_dir: Path, split: str):
             cols = _read_tsv(task, path)
             cols["label"] = _convert_labels(task, cols["label"], str(path))
             return Dataset.from_dict(cols), str(path)
-    raise KdbenchError(f"{data_dir} has no {split} split for {task.name}: looked for {parquet} and "
-                       f"{task.tsv_dir}/{' or '.join(_tsv_files(task, split))}")
+    raise KdbenchError(
+        f"{data_dir} has no {split} split for {task.name}: looked for {parquet} and "
+        f"{task.tsv_dir}/{' or '.join(_tsv_files(task, split))}"
+    )
 
 
 def _check_split(task: Task, ds, source: str):
@@ -154,7 +182,9 @@ def _check_split(task: Task, ds, source: str):
         if label is None:
             raise KdbenchError(f"{source}: row {i + 1} has no label")
         if not task.is_regression and not (0 <= int(label) < task.num_labels and float(label) == int(label)):
-            raise KdbenchError(f"{source}: row {i + 1} has label {label}; {task.name} labels are 0..{task.num_labels - 1}")
+            raise KdbenchError(
+                f"{source}: row {i + 1} has label {label}; {task.name} labels are 0..{task.num_labels - 1}"
+            )
     for f in task.text_fields:
         for i, text in enumerate(ds[f]):
             if not isinstance(text, str):
@@ -162,8 +192,13 @@ def _check_split(task: Task, ds, source: str):
     return ds.select_columns([*task.text_fields, "label"])
 
 
-def load_task(task: Task, data_dir: Path | None = None, max_train_samples: int | None = None,
-              max_eval_samples: int | None = None, seed: int = 0):
+def load_task(
+    task: Task,
+    data_dir: Path | None = None,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 0,
+):
     """Train and evaluation splits as a datasets.DatasetDict, checked and optionally cut down.
 
     Cuts take the first N rows (local copies may already be shuffled, as ../shared/glue's SST-2 is).
@@ -191,8 +226,10 @@ def _hub_split(task: Task, split: str):
     try:
         return load_dataset(HUB_DATASET, task.name, split=split)
     except Exception as exc:  # offline, or the hub refused: say so in one line
-        raise KdbenchError(f"cannot load {task.name} from the Hugging Face hub ({type(exc).__name__}); "
-                           "pass --data-dir with a local copy") from None
+        raise KdbenchError(
+            f"cannot load {task.name} from the Hugging Face hub ({type(exc).__name__}); "
+            "pass --data-dir with a local copy"
+        ) from None
 
 
 def tokenize(dataset_dict, task: Task, tokenizer, max_seq_len: int):

@@ -47,12 +47,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise KdbenchError(f"--device is {self.device!r}; allowed: {', '.join(DEVICES)}")
-        for name, value in (("--learning-rate", self.learning_rate), ("--epochs", self.epochs),
-                            ("--batch-size", self.batch_size), ("--max-seq-len", self.max_seq_len)):
+        for name, value in (
+            ("--learning-rate", self.learning_rate),
+            ("--epochs", self.epochs),
+            ("--batch-size", self.batch_size),
+            ("--max-seq-len", self.max_seq_len),
+        ):
             if value <= 0:
                 raise KdbenchError(f"{name} must be positive, got {value}")
-        for name, value in (("--max-train-samples", self.max_train_samples),
-                            ("--max-eval-samples", self.max_eval_samples)):
+        for name, value in (
+            ("--max-train-samples", self.max_train_samples),
+            ("--max-eval-samples", self.max_eval_samples),
+        ):
             if value is not None and value <= 0:
                 raise KdbenchError(f"{name} must be positive, got {value}")
 
@@ -127,8 +133,10 @@ class InitReport:
     random: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return f"{len(self.copied)} tensors copied, {len(self.sliced)} sliced from teacher heads, " \
-               f"{len(self.random)} random"
+        return (
+            f"{len(self.copied)} tensors copied, {len(self.sliced)} sliced from teacher heads, "
+            f"{len(self.random)} random"
+        )
 
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
@@ -154,7 +162,9 @@ def init_from_teacher(student, teacher, lmap: list[int], pruned: bool) -> InitRe
             elif src.shape == param.shape:
                 param.copy_(src)
                 report.copied.append(name)
-            elif pruned and src.dim() == param.dim() and all(s <= t for s, t in zip(param.shape, src.shape)):
+            elif (
+                pruned and src.dim() == param.dim() and all(s <= t for s, t in zip(param.shape, src.shape, strict=True))
+            ):
                 param.copy_(src[tuple(slice(0, s) for s in param.shape)])
                 report.sliced.append(name)
             else:
@@ -168,8 +178,11 @@ def build_student(teacher_model, shape, init: str):
 
     student = build_model(teacher_model.config, shape)  # labels and problem type follow the teacher
     lmap = layer_map(shape.layers, teacher_model.config.num_hidden_layers)
-    report = init_from_teacher(student, teacher_model, lmap, shape.pruned) if init == "teacher" else InitReport(
-        random=[n for n, _ in student.named_parameters()])
+    report = (
+        init_from_teacher(student, teacher_model, lmap, shape.pruned)
+        if init == "teacher"
+        else InitReport(random=[n for n, _ in student.named_parameters()])
+    )
     return student.train(), lmap, report
 
 
@@ -190,8 +203,16 @@ def soft_loss(student_logits, teacher_logits, temperature: float, regression: bo
     if regression:
         return F.mse_loss(student_logits.squeeze(-1), teacher_logits.squeeze(-1))
     t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
-                    reduction="batchmean") * t * t
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / t, -1),
+            F.log_softmax(teacher_logits / t, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
 
 
 def feature_loss(student_states, teacher_states, lmap: list[int], attention_mask, projection, kind: str):
@@ -223,8 +244,9 @@ def _distillation_module():
         def __init__(self, student, student_width: int, teacher_width: int):
             super().__init__()
             self.student = student
-            self.projection = (torch.nn.Identity() if student_width == teacher_width
-                               else torch.nn.Linear(student_width, teacher_width))
+            self.projection = (
+                torch.nn.Identity() if student_width == teacher_width else torch.nn.Linear(student_width, teacher_width)
+            )
 
         def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, **kwargs):
             extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
@@ -257,9 +279,14 @@ def _kd_trainer_class():
             if c.alpha_soft:
                 loss = loss + c.alpha_soft * soft_loss(out.logits, t_out.logits, c.temperature, self.regression)
             if c.alpha_feature:
-                loss = loss + c.alpha_feature * feature_loss(out.hidden_states, t_out.hidden_states, self.lmap,
-                                                             inputs["attention_mask"], core.projection,
-                                                             c.feature_loss)
+                loss = loss + c.alpha_feature * feature_loss(
+                    out.hidden_states,
+                    t_out.hidden_states,
+                    self.lmap,
+                    inputs["attention_mask"],
+                    core.projection,
+                    c.feature_loss,
+                )
             # evaluation only needs the logits; hidden states would be gathered into the predictions
             return (loss, {"logits": out.logits}) if return_outputs else loss
 
@@ -277,13 +304,31 @@ def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: 
             raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
     best = f"eval_{eval_keys[0]}_{task.main_metric}" if len(eval_keys) > 1 else f"eval_{task.main_metric}"
     return TrainingArguments(
-        output_dir=str(output_dir), learning_rate=train.learning_rate, num_train_epochs=train.epochs,
-        per_device_train_batch_size=train.batch_size, per_device_eval_batch_size=max(32, train.batch_size),
-        optim="adamw_torch", weight_decay=0.0, lr_scheduler_type="linear", seed=train.seed, data_seed=train.seed,
-        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model=best,
-        greater_is_better=True, save_total_limit=2, group_by_length=True, length_column_name="length",
-        logging_strategy="epoch", report_to=[], use_cpu=train.device == "cpu", bf16=train.device == "cuda",
-        dataloader_num_workers=0, label_names=["labels"], save_safetensors=True,
+        output_dir=str(output_dir),
+        learning_rate=train.learning_rate,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=max(32, train.batch_size),
+        optim="adamw_torch",
+        weight_decay=0.0,
+        lr_scheduler_type="linear",
+        seed=train.seed,
+        data_seed=train.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        load_best_model_at_end=True,
+        metric_for_best_model=best,
+        greater_is_better=True,
+        save_total_limit=2,
+        group_by_length=True,
+        length_column_name="length",
+        logging_strategy="epoch",
+        report_to=[],
+        use_cpu=train.device == "cpu",
+        bf16=train.device == "cuda",
+        dataloader_num_workers=0,
+        label_names=["labels"],
+        save_safetensors=True,
     )
 
 
@@ -299,9 +344,9 @@ def _load_pretrained(name: str, num_labels: int, what: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         # fp32 master weights even from an fp16 checkpoint (transformers 5 would otherwise keep the saved dtype)
-        model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=num_labels,
-                                                                   ignore_mismatched_sizes=True,
-                                                                   torch_dtype=torch.float32)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, num_labels=num_labels, ignore_mismatched_sizes=True, torch_dtype=torch.float32
+        )
     except Exception as exc:  # OSError for missing files, SafetensorError and others for corrupt ones
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if path.exists() and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
@@ -311,8 +356,14 @@ def _load_pretrained(name: str, num_labels: int, what: str):
 
 
 def _evaluate_all(trainer, tokenized, task: Task) -> dict[str, dict[str, float]]:
-    return {split: {k.removeprefix("eval_"): v for k, v in trainer.evaluate(tokenized[split]).items()
-                    if k.removeprefix("eval_") in task.metrics} for split in task.eval_splits}
+    return {
+        split: {
+            k.removeprefix("eval_"): v
+            for k, v in trainer.evaluate(tokenized[split]).items()
+            if k.removeprefix("eval_") in task.metrics
+        }
+        for split in task.eval_splits
+    }
 
 
 def _eval_datasets(tokenized, task: Task):
@@ -323,14 +374,21 @@ def _eval_datasets(tokenized, task: Task):
 
 def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Path | None) -> Path:
     """Where a fine-tuned teacher is cached: keyed by teacher, task, data source and hyper-parameters."""
-    key = json.dumps({"teacher": str(Path(teacher).resolve()) if Path(teacher).exists() else teacher,
-                      "task": task.name, "data": str(Path(data_dir).resolve()) if data_dir else "hub",
-                      "train": {k: v for k, v in asdict(train).items() if k != "device"}}, sort_keys=True)
+    key = json.dumps(
+        {
+            "teacher": str(Path(teacher).resolve()) if Path(teacher).exists() else teacher,
+            "task": task.name,
+            "data": str(Path(data_dir).resolve()) if data_dir else "hub",
+            "train": {k: v for k, v in asdict(train).items() if k != "device"},
+        },
+        sort_keys=True,
+    )
     return cache_root() / "teachers" / f"{_slug(teacher)}-{task.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
-def finetune(teacher: str, task_name: str, train: TrainConfig = TrainConfig(), data_dir: Path | None = None,
-             log=print) -> Path:
+def finetune(
+    teacher: str, task_name: str, train: TrainConfig = TrainConfig(), data_dir: Path | None = None, log=print
+) -> Path:
     """Fine-tune the teacher on the task (or reuse the cached result); return its folder."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
@@ -345,17 +403,31 @@ def finetune(teacher: str, task_name: str, train: TrainConfig = TrainConfig(), d
     tokenized = tokenize(data, task, tokenizer, train.max_seq_len)
     work = folder.with_name(folder.name + ".work")
     args = _training_args(train, work / "checkpoints", task, list(_keys(task)))
-    trainer = Trainer(model=model, args=args, train_dataset=tokenized["train"],
-                      eval_dataset=_eval_datasets(tokenized, task), processing_class=tokenizer,
-                      data_collator=DataCollatorWithPadding(tokenizer),
-                      compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=tokenized["train"],
+        eval_dataset=_eval_datasets(tokenized, task),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
+    )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=_last_checkpoint(work / "checkpoints"))
     metrics = _evaluate_all(trainer, tokenized, task)
     _save_model(trainer.model, tokenizer, work / "model")
-    atomic_write_json(work / "model" / "metrics.json", {
-        "task": task.name, "teacher": teacher, "metrics": metrics, "score": main_score(task, metrics[task.eval_splits[0]]),
-        "train": asdict(train), "wall_s": time.perf_counter() - started, "environment": env.collect()})
+    atomic_write_json(
+        work / "model" / "metrics.json",
+        {
+            "task": task.name,
+            "teacher": teacher,
+            "metrics": metrics,
+            "score": main_score(task, metrics[task.eval_splits[0]]),
+            "train": asdict(train),
+            "wall_s": time.perf_counter() - started,
+            "environment": env.collect(),
+        },
+    )
     if folder.exists():
         shutil.rmtree(folder)
     (work / "model").rename(folder)  # the cache entry appears complete, in one step
@@ -369,8 +441,9 @@ def _keys(task: Task):
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    found = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
-                   p.name.split("-")[-1].isdigit() else -1)
+    found = sorted(
+        folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+    )
     return str(found[-1]) if found else None
 
 
@@ -419,19 +492,30 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))
     set_seed(cfg.train.seed)
     student, lmap, report = build_student(teacher, shape, cfg.init)
-    log(f"student {shape.name}: {shape.layers} layers x {shape.heads} heads of {shape.head_dim}, hidden "
-        f"{shape.hidden}, FFN {shape.ffn}; layer map {lmap}; init from teacher: {report.summary()}")
+    log(
+        f"student {shape.name}: {shape.layers} layers x {shape.heads} heads of {shape.head_dim}, hidden "
+        f"{shape.hidden}, FFN {shape.ffn}; layer map {lmap}; init from teacher: {report.summary()}"
+    )
     module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
     trainer = _kd_trainer_class()(
-        model=module, args=_training_args(cfg.train, run / "checkpoints", task, _keys(task)),
-        train_dataset=tokenized["train"], eval_dataset=_eval_datasets(tokenized, task), processing_class=tokenizer,
+        model=module,
+        args=_training_args(cfg.train, run / "checkpoints", task, _keys(task)),
+        train_dataset=tokenized["train"],
+        eval_dataset=_eval_datasets(tokenized, task),
+        processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
-        teacher=teacher, lmap=lmap, cfg=cfg, regression=task.is_regression)
+        teacher=teacher,
+        lmap=lmap,
+        cfg=cfg,
+        regression=task.is_regression,
+    )
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "config.json", {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap,
-                                            "teacher_dir": str(teacher_dir)})
+    atomic_write_json(
+        run / "config.json",
+        {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)},
+    )
     started = time.perf_counter()
     trained = trainer.train(resume_from_checkpoint=_last_checkpoint(run / "checkpoints") if cfg.resume else None)
     wall = time.perf_counter() - started
@@ -439,14 +523,26 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)
     score = main_score(task, metrics[task.eval_splits[0]])
     doc = {
-        "schema": "kdbench.distill", "schema_version": 1, "task": task.name, "student": shape.name,
-        "teacher": cfg.teacher, "teacher_dir": str(teacher_dir), "metrics": metrics, "score": score,
-        "metric": task.main_metric, "teacher_metrics": teacher_doc, "teacher_score": teacher_doc["score"],
+        "schema": "kdbench.distill",
+        "schema_version": 1,
+        "task": task.name,
+        "student": shape.name,
+        "teacher": cfg.teacher,
+        "teacher_dir": str(teacher_dir),
+        "metrics": metrics,
+        "score": score,
+        "metric": task.main_metric,
+        "teacher_metrics": teacher_doc,
+        "teacher_score": teacher_doc["score"],
         "share_of_teacher": score / teacher_doc["score"] if teacher_doc["score"] else None,
         "epochs": [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)],
-        "layer_map": lmap, "init": asdict(report), "student_shape": shape.to_dict(),
+        "layer_map": lmap,
+        "init": asdict(report),
+        "student_shape": shape.to_dict(),
         "teacher_shape": teacher_as_student(teacher_shape(teacher.config, cfg.teacher)).to_dict(),
-        "train_samples": len(tokenized["train"]), "wall_s": wall, "config": cfg.to_dict(),
+        "train_samples": len(tokenized["train"]),
+        "wall_s": wall,
+        "config": cfg.to_dict(),
         "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
         "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),
         "environment": env.collect(),
@@ -466,7 +562,12 @@ def _teacher_metrics(teacher_dir: str, task: Task, trainer, tokenized) -> dict:
             return {"metrics": doc["metrics"], "score": doc["score"]}
     from transformers import Trainer
 
-    evaluator = Trainer(model=trainer.teacher, args=trainer.args, data_collator=trainer.data_collator,
-                        processing_class=trainer.processing_class, compute_metrics=trainer.compute_metrics)
+    evaluator = Trainer(
+        model=trainer.teacher,
+        args=trainer.args,
+        data_collator=trainer.data_collator,
+        processing_class=trainer.processing_class,
+        compute_metrics=trainer.compute_metrics,
+    )
     metrics = _evaluate_all(evaluator, tokenized, task)
     return {"metrics": metrics, "score": main_score(task, metrics[task.eval_splits[0]])}

@@ -51,8 +51,9 @@ def run_info(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     student = run_dir / "student"
     if not (student / "config.json").is_file() or not any(student.glob("*.safetensors")):
-        raise KdbenchError(f"{run_dir} has no model (expected student/ with config.json and weights from "
-                           "`kdbench distill`)")
+        raise KdbenchError(
+            f"{run_dir} has no model (expected student/ with config.json and weights from `kdbench distill`)"
+        )
     if not (run_dir / "config.json").is_file():
         raise KdbenchError(f"{run_dir} has no config.json; it is not a kdbench run folder")
     return read_json(run_dir / "config.json")
@@ -101,8 +102,10 @@ def ort_logits(onnx_path: Path, dataset, tokenizer, threads: int | None = None) 
     names = [i.name for i in session.get_inputs()]
     out = []
     for batch in _batches(dataset, tokenizer):
-        feeds = {n: batch[n].astype(np.int64) if n in batch else np.zeros_like(batch["input_ids"], dtype=np.int64)
-                 for n in names}
+        feeds = {
+            n: batch[n].astype(np.int64) if n in batch else np.zeros_like(batch["input_ids"], dtype=np.int64)
+            for n in names
+        }
         out.append(session.run(None, feeds)[0])
     return np.concatenate(out)
 
@@ -112,8 +115,13 @@ def parity(reference: np.ndarray, candidate: np.ndarray, goal: dict) -> dict:
     diff = float(np.max(np.abs(reference - candidate)))
     agree = float(np.mean(reference.argmax(-1) == candidate.argmax(-1))) if reference.shape[-1] > 1 else 1.0
     passed = agree >= goal["agreement"] and (goal["max_abs_diff"] is None or diff <= goal["max_abs_diff"])
-    return {"max_abs_diff": diff, "argmax_agreement": agree, "examples": int(reference.shape[0]), "goal": goal,
-            "passed": bool(passed)}
+    return {
+        "max_abs_diff": diff,
+        "argmax_agreement": agree,
+        "examples": int(reference.shape[0]),
+        "goal": goal,
+        "passed": bool(passed),
+    }
 
 
 # ------------------------------------------------------------------------------------------------------- export
@@ -185,17 +193,26 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
     log(f"exporting {student} (opset {cfg.opset})")
     variants = {"fp32": (_export_fp32(student, onnx_dir / "fp32", cfg.opset), FP32_GOAL)}
     for name, goal in _extra_variants(cfg):
-        path = _optimize(onnx_dir / "fp32", name, onnx_dir / name) if name in OPTIMIZE_LEVELS else \
-            _quantize_int8(onnx_dir / "fp32", onnx_dir / name)
+        path = (
+            _optimize(onnx_dir / "fp32", name, onnx_dir / name)
+            if name in OPTIMIZE_LEVELS
+            else _quantize_int8(onnx_dir / "fp32", onnx_dir / name)
+        )
         variants[name] = (path, goal)
     report = _load_parity(onnx_dir)
     for name, (path, goal) in variants.items():
-        entry = {"path": str(path.relative_to(cfg.run_dir)), "opset": cfg.opset, "split": split,
-                 **parity(reference, ort_logits(path, tokenized[split], tokenizer), goal)}
+        entry = {
+            "path": str(path.relative_to(cfg.run_dir)),
+            "opset": cfg.opset,
+            "split": split,
+            **parity(reference, ort_logits(path, tokenized[split], tokenizer), goal),
+        }
         report[name] = entry
         state = "passed" if entry["passed"] else "FAILED"
-        log(f"{name}: parity {state}: argmax agreement {entry['argmax_agreement']:.2%}, largest |logit diff| "
-            f"{entry['max_abs_diff']:.2e} over {entry['examples']} examples")
+        log(
+            f"{name}: parity {state}: argmax agreement {entry['argmax_agreement']:.2%}, largest |logit diff| "
+            f"{entry['max_abs_diff']:.2e} over {entry['examples']} examples"
+        )
     atomic_write_json(onnx_dir / PARITY_FILE, report)
     return report
 
@@ -221,17 +238,22 @@ def variant_path(run_dir: Path, variant: str, force: bool = False) -> Path:
     report = _load_parity(onnx_dir)
     if variant not in report:
         exported = ", ".join(report) or "none"
-        raise KdbenchError(f"{run_dir} has no exported {variant!r} variant (exported: {exported}); run "
-                           f"`kdbench export {run_dir}` first")
+        raise KdbenchError(
+            f"{run_dir} has no exported {variant!r} variant (exported: {exported}); run "
+            f"`kdbench export {run_dir}` first"
+        )
     if not report[variant]["passed"] and not force:
-        raise KdbenchError(f"{run_dir}: the {variant} export failed its parity check "
-                           f"(agreement {report[variant]['argmax_agreement']:.2%}); pass --force to use it anyway")
+        raise KdbenchError(
+            f"{run_dir}: the {variant} export failed its parity check "
+            f"(agreement {report[variant]['argmax_agreement']:.2%}); pass --force to use it anyway"
+        )
     return Path(run_dir) / report[variant]["path"]
 
 
 # ----------------------------------------------------------------------------------------------------- evaluate
-def evaluate_run(run_dir: Path, backend: str, variant: str = "fp32", force: bool = False,
-                 max_eval_samples: int | None = None) -> dict:
+def evaluate_run(
+    run_dir: Path, backend: str, variant: str = "fp32", force: bool = False, max_eval_samples: int | None = None
+) -> dict:
     """The task's official metrics for the run's student on `backend`, written to eval/<backend>-<variant>.json.
 
     For a quantised variant the document also gives its loss against the fp32 ONNX model (computed if needed).
@@ -254,15 +276,25 @@ def evaluate_run(run_dir: Path, backend: str, variant: str = "fp32", force: bool
     else:
         path = variant_path(run_dir, variant, force)
         logits_of = lambda ds: ort_logits(path, ds, tokenizer)  # noqa: E731
-    metrics = {s: task_metrics(task, logits_of(tokenized[s]), np.asarray(tokenized[s]["labels"]))
-               for s in task.eval_splits}
-    doc = {"schema": "kdbench.evaluate", "schema_version": 1, "task": task.name, "backend": backend,
-           "variant": variant, "metrics": metrics, "score": main_score(task, metrics[task.eval_splits[0]]),
-           "metric": task.main_metric, "examples": {s: len(tokenized[s]) for s in task.eval_splits}}
+    metrics = {
+        s: task_metrics(task, logits_of(tokenized[s]), np.asarray(tokenized[s]["labels"])) for s in task.eval_splits
+    }
+    doc = {
+        "schema": "kdbench.evaluate",
+        "schema_version": 1,
+        "task": task.name,
+        "backend": backend,
+        "variant": variant,
+        "metrics": metrics,
+        "score": main_score(task, metrics[task.eval_splits[0]]),
+        "metric": task.main_metric,
+        "examples": {s: len(tokenized[s]) for s in task.eval_splits},
+    }
     if backend == "onnxruntime" and variant in QUANTIZE:
         base = Path(run_dir) / "eval" / "onnxruntime-fp32.json"
-        ref = read_json(base) if base.is_file() else evaluate_run(run_dir, "onnxruntime", "fp32", force,
-                                                                  max_eval_samples)
+        ref = (
+            read_json(base) if base.is_file() else evaluate_run(run_dir, "onnxruntime", "fp32", force, max_eval_samples)
+        )
         doc["loss_vs_fp32"] = ref["score"] - doc["score"]
     atomic_write_json(Path(run_dir) / "eval" / f"{backend}-{variant}.json", doc)
     return doc

@@ -11,7 +11,6 @@ from kdbench.errors import KdbenchError
 from kdbench.students import StudentShape
 
 
-
 def student_config(teacher_config, shape: StudentShape):
     """The teacher's config (labels and problem type included) with the student's sizes (heads before pruning)."""
     cfg = copy.deepcopy(teacher_config)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kdbench import env
-from kdbench.backends import BACKENDS, DTYPES, check_backend, onnx_cache_path, open_session
+from kdbench.backends import BACKENDS, DTYPES, check_backend, config_digest, onnx_cache_path, open_session
 from kdbench.clock import Clock, clock_for
 from kdbench.errors import KdbenchError
 from kdbench.flops import sequence_flops
@@ -46,7 +46,9 @@ class ProfileConfig:
     max_time_s: float = 20.0  # seconds per cell at most, even before min_runs (two samples are always taken)
     seed: int = 0  # seeds the random weights, the token ids and the bootstrap
     output: Path = Path("reports/profile.json")  # where the result file is written
-    runs: tuple[Path, ...] = ()  # run folders from `kdbench distill`: trained students, their teachers and ONNX variants
+    runs: tuple[
+        Path, ...
+    ] = ()  # run folders from `kdbench distill`: trained students, their teachers and ONNX variants
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -68,8 +70,9 @@ class ProfileConfig:
         if self.min_runs < 2:
             raise KdbenchError(f"--min-runs must be at least 2 (a spread needs two samples), got {self.min_runs}")
         if min(self.warmup_runs, self.warmup_time_s, self.min_time_s) < 0 or self.max_time_s <= 0:
-            raise KdbenchError("--warmup, --warmup-time and --min-time must not be negative; --max-time must be "
-                               "positive")
+            raise KdbenchError(
+                "--warmup, --warmup-time and --min-time must not be negative; --max-time must be positive"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -84,12 +87,28 @@ def _format(value) -> str:
 
 
 DEFAULTS = {f.name: _format(f.default) for f in fields(ProfileConfig) if f.default is not MISSING}  # for --help
-QUICK = dict(students="3L,4AH,4AH_pruned", batch_sizes=(1,), seq_lens=(32,), warmup_runs=1, warmup_time_s=0.3,
-             min_runs=5, min_time_s=0.3, max_time_s=5.0)  # --quick: a smoke run in seconds
+QUICK = dict(
+    students="3L,4AH,4AH_pruned",
+    batch_sizes=(1,),
+    seq_lens=(32,),
+    warmup_runs=1,
+    warmup_time_s=0.3,
+    min_runs=5,
+    min_time_s=0.3,
+    max_time_s=5.0,
+)  # --quick: a smoke run in seconds
 
 
-def measure(call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, warmup_runs: int,
-            min_runs: int, min_time_s: float, max_time_s: float, warmup_time_s: float = 0.0) -> list[float]:
+def measure(
+    call: Callable[[], object],
+    synchronize: Callable[[], None],
+    clock: Clock,
+    warmup_runs: int,
+    min_runs: int,
+    min_time_s: float,
+    max_time_s: float,
+    warmup_time_s: float = 0.0,
+) -> list[float]:
     """Time one `call` on its own: warm-up first (at least `warmup_runs` calls and `warmup_time_s` seconds,
     discarded), then until both `min_runs` calls and `min_time_s` seconds of timed calls are reached; `max_time_s`
     cuts a slow cell short (keeping at least two samples, the least a spread needs)."""
@@ -126,7 +145,7 @@ class Plan:
         return len(self.shapes) + len(self.runs)
 
 
-def _run_models(run_dir: Path, seen: set[str]) -> list[RunModel]:
+def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...]) -> list[RunModel]:
     """The student of a run folder and (once per task) its fine-tuned teacher."""
     from transformers import AutoConfig
 
@@ -135,21 +154,42 @@ def _run_models(run_dir: Path, seen: set[str]) -> list[RunModel]:
     info = run_info(run_dir)
     task, student = info["task"], info["student"]
     s = info["student_shape"]
-    shape = StudentShape(f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"],
-                         s["hidden"], s["ffn"])
+    shape = StudentShape(
+        f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"], s["hidden"], s["ffn"]
+    )
     parity = _load_parity(Path(run_dir) / "onnx")
     variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"]}
     student_cfg = AutoConfig.from_pretrained(Path(run_dir) / "student")
-    out = [RunModel(shape.name, shape, Path(run_dir) / "student", student_cfg.model_type, variants,
-                    {"task": task, "student": student, "run_dir": str(run_dir)})]
+    out = [
+        RunModel(
+            shape.name,
+            shape,
+            Path(run_dir) / "student",
+            student_cfg.model_type,
+            variants,
+            {"task": task, "student": student, "run_dir": str(run_dir)},
+        )
+    ]
     name = f"{task}/{TEACHER_NAME}"
     if name not in seen:
         seen.add(name)
         teacher_dir = Path(info["teacher_dir"])
-        t = teacher_shape(load_teacher_config(str(teacher_dir)), str(teacher_dir))
+        t_config = load_teacher_config(str(teacher_dir))
+        limit = max_sequence_length(t_config)
+        if limit is not None and max(seq_lens) > limit:
+            raise KdbenchError(f"--seq-lens {max(seq_lens)} is longer than the teacher of {run_dir} allows ({limit})")
+        t = teacher_shape(t_config, str(teacher_dir))
         tshape = replace(teacher_as_student(t), name=name)
-        out.append(RunModel(name, tshape, teacher_dir, t.model_type, {},
-                            {"task": task, "student": TEACHER_NAME, "run_dir": str(run_dir)}))
+        out.append(
+            RunModel(
+                name,
+                tshape,
+                teacher_dir,
+                t.model_type,
+                {},
+                {"task": task, "student": TEACHER_NAME, "run_dir": str(run_dir)},
+            )
+        )
     return out
 
 
@@ -158,14 +198,17 @@ def plan(cfg: ProfileConfig) -> Plan:
     teacher_config = load_teacher_config(cfg.teacher)
     t = teacher_shape(teacher_config, cfg.teacher)
     specs = select(load_zoo(cfg.students_dir), cfg.students)
-    shapes = (teacher_as_student(t), *(resolve(s, t) for s in specs))
+    # with trained runs and no zoo students, the runs' own teachers are the references: no random zoo teacher
+    shapes = () if cfg.runs and not specs else (teacher_as_student(t), *(resolve(s, t) for s in specs))
     limit = max_sequence_length(teacher_config)
-    if limit is not None and max(cfg.seq_lens) > limit:
-        raise KdbenchError(f"--seq-lens {max(cfg.seq_lens)} is longer than teacher {cfg.teacher!r} allows "
-                           f"({limit} positions); choose lengths up to {limit}")
+    if shapes and limit is not None and max(cfg.seq_lens) > limit:
+        raise KdbenchError(
+            f"--seq-lens {max(cfg.seq_lens)} is longer than teacher {cfg.teacher!r} allows "
+            f"({limit} positions); choose lengths up to {limit}"
+        )
     teacher = {"name": cfg.teacher, "model_type": t.model_type, **teacher_as_student(t).to_dict()}
     seen: set[str] = set()
-    runs = tuple(m for r in cfg.runs for m in _run_models(r, seen))
+    runs = tuple(m for r in cfg.runs for m in _run_models(r, seen, cfg.seq_lens))
     return Plan(teacher_config, teacher, shapes, runs)
 
 
@@ -187,8 +230,14 @@ def describe_students(p: Plan, seq_lens: tuple[int, ...]) -> dict[str, dict]:
     """Shape, exact parameter count and analytic FLOPs of every planned model."""
     from kdbench.modeling import count_parameters
 
-    return {s.name: {**s.to_dict(), "parameters": count_parameters(p.teacher_config, s),
-                     "flops_per_sequence": {str(n): sequence_flops(s, n) for n in seq_lens}} for s in p.shapes}
+    return {
+        s.name: {
+            **s.to_dict(),
+            "parameters": count_parameters(p.teacher_config, s),
+            "flops_per_sequence": {str(n): sequence_flops(s, n) for n in seq_lens},
+        }
+        for s in p.shapes
+    }
 
 
 def check_device(device: str) -> None:
@@ -224,8 +273,15 @@ class Target:
         return (n >= min_runs and self.spent >= min_time_s) or (n >= 2 and self.spent >= max_time_s)
 
 
-def measure_interleaved(targets: list[Target], clock: Clock, min_runs: int, min_time_s: float, max_time_s: float,
-                        block_s: float = 0.25, on_block: Callable[[Target], None] | None = None) -> None:
+def measure_interleaved(
+    targets: list[Target],
+    clock: Clock,
+    min_runs: int,
+    min_time_s: float,
+    max_time_s: float,
+    block_s: float = 0.25,
+    on_block: Callable[[Target], None] | None = None,
+) -> None:
     """Time several models at the same grid point in alternating blocks (fills each target's `samples`).
 
     A shared machine drifts (other tenants, thermal state); measuring the teacher and its students in round-robin
@@ -248,8 +304,9 @@ def measure_interleaved(targets: list[Target], clock: Clock, min_runs: int, min_
         pending = [t for t in pending if not t.done(min_runs, min_time_s, max_time_s)]
 
 
-def warm_up(call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int,
-            time_s: float) -> None:
+def warm_up(
+    call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int, time_s: float
+) -> None:
     """Untimed calls: at least `runs` of them and at least `time_s` seconds."""
     start = clock.now()
     done = 0
@@ -267,16 +324,18 @@ def _open_sessions(p: Plan, cfg: ProfileConfig, backend: str, models: dict, prog
     by_label: dict[str, dict] = {}
     for name, shape, model_type, variants in entries:
         if backend != "onnxruntime":
-            by_label.setdefault(backend, {})[name] = open_session(backend, models[name], cfg.device, cfg.dtype,
-                                                                  cfg.threads)
+            by_label.setdefault(backend, {})[name] = open_session(
+                backend, models[name], cfg.device, cfg.dtype, cfg.threads
+            )
             continue
-        files = {"fp32": onnx_cache_path(model_type, shape.key()), **variants}
+        files = {"fp32": onnx_cache_path(model_type, shape.key(), config_digest(models[name].config)), **variants}
         for variant, path in files.items():
             if not path.is_file():
                 progress(f"exporting {name} to ONNX", 0)
             label = backend if variant == "fp32" else f"{backend}:{variant}"
-            by_label.setdefault(label, {})[name] = open_session(backend, models[name], cfg.device, cfg.dtype,
-                                                                cfg.threads, path)
+            by_label.setdefault(label, {})[name] = open_session(
+                backend, models[name], cfg.device, cfg.dtype, cfg.threads, path
+            )
     return by_label
 
 
@@ -287,12 +346,17 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
         inputs = session.prepare(arrays)
         progress(f"warming up {name}", 0)
         session.reset_peak_memory()
-        warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs,
-                cfg.warmup_time_s)
+        warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, cfg.warmup_time_s)
         memory[name] = session.peak_memory()
         targets.append(Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize))
-    measure_interleaved(targets, clock, cfg.min_runs, cfg.min_time_s, cfg.max_time_s,
-                        on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0))
+    measure_interleaved(
+        targets,
+        clock,
+        cfg.min_runs,
+        cfg.min_time_s,
+        cfg.max_time_s,
+        on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0),
+    )
     return {t.name: (t.samples, memory[t.name]) for t in targets}
 
 
@@ -303,12 +367,14 @@ def _load_trained(model_dir: Path):
     return AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
 
 
-def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None,
-                resolved: Plan | None = None) -> ProfileResult:
+def run_profile(
+    cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None, resolved: Plan | None = None
+) -> ProfileResult:
     """Measure every cell of the grid and return the result (not yet written).
 
-    `resolved` is the plan when the caller made it already. Every model is built once; for each backend all sessions are opened, and at each (batch, seq) point the teacher
-    and the students are timed interleaved (see `measure_interleaved`).
+    `resolved` is the plan when the caller made it already. Every model is built (or loaded) once; for each backend
+    all sessions are opened, and at each (batch, seq) point the teacher and the students are timed interleaved (see
+    `measure_interleaved`).
     """
     import torch
 
@@ -329,9 +395,12 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clo
     for m in p.runs:
         progress(f"loading {m.name}", 0)
         models[m.name] = _load_trained(m.model_dir)
-        students[m.name] = {**m.shape.to_dict(), **m.info, "parameters": sum(x.numel() for x in
-                                                                             models[m.name].parameters()),
-                            "flops_per_sequence": {str(n): sequence_flops(m.shape, n) for n in cfg.seq_lens}}
+        students[m.name] = {
+            **m.shape.to_dict(),
+            **m.info,
+            "parameters": sum(x.numel() for x in models[m.name].parameters()),
+            "flops_per_sequence": {str(n): sequence_flops(m.shape, n) for n in cfg.seq_lens},
+        }
     vocab = min(getattr(x.config, "vocab_size", p.teacher_config.vocab_size) for x in models.values())
     for backend in cfg.backends:
         if backend == "onnxruntime" and cfg.dtype != "fp32":
@@ -344,8 +413,22 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, clock: Clo
                     arrays = _inputs(vocab, batch, seq, cfg.seed)
                     measured = _measure_point(cfg, sessions, arrays, clock, progress)
                     for name, (samples, (mem, kind)) in measured.items():
-                        cells.append(Cell(name, label, cfg.device, cfg.dtype, batch, seq, cfg.threads,
-                                          sessions[name].attn_impl, tuple(samples), cfg.warmup_runs, mem, kind))
+                        cells.append(
+                            Cell(
+                                name,
+                                label,
+                                cfg.device,
+                                cfg.dtype,
+                                batch,
+                                seq,
+                                cfg.threads,
+                                sessions[name].attn_impl,
+                                tuple(samples),
+                                cfg.warmup_runs,
+                                mem,
+                                kind,
+                            )
+                        )
                     # variants beyond the first label are extra cells the progress total did not count
                     progress(f"{label} b={batch} n={seq} done", len(measured) if label == backend else 0)
         if cfg.device == "cuda":

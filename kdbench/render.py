@@ -14,16 +14,39 @@ from kdbench.verdict import HeadLine
 def students_table(rows: list[dict], seq_len: int, teacher_name: str) -> Table:
     """The zoo for one teacher: shape, parameters, FLOPs, and ratios to the teacher."""
     table = Table(title=f"Student zoo for {teacher_name} (FLOPs per sequence of {seq_len} tokens)")
-    for col in ("student", "group", "layers", "heads", "head dim", "hidden", "FFN", "params (M)", "x teacher",
-                "GFLOPs", "x teacher", "description"):
+    for col in (
+        "student",
+        "group",
+        "layers",
+        "heads",
+        "head dim",
+        "hidden",
+        "FFN",
+        "params (M)",
+        "x teacher",
+        "GFLOPs",
+        "x teacher",
+        "description",
+    ):
         table.add_column(col, justify="left" if col in ("student", "group", "description") else "right")
     t = next(r for r in rows if r["name"] == TEACHER_NAME)
     t_flops = t["flops_per_sequence"][str(seq_len)]
     for r in rows:
         flops = r["flops_per_sequence"][str(seq_len)]
-        table.add_row(r["name"], r["group"], str(r["layers"]), str(r["heads"]), str(r["head_dim"]), str(r["hidden"]),
-                      str(r["ffn"]), f"{r['parameters'] / 1e6:.1f}", f"{r['parameters'] / t['parameters']:.2f}",
-                      f"{flops / 1e9:.2f}", f"{flops / t_flops:.2f}", r["description"])
+        table.add_row(
+            r["name"],
+            r["group"],
+            str(r["layers"]),
+            str(r["heads"]),
+            str(r["head_dim"]),
+            str(r["hidden"]),
+            str(r["ffn"]),
+            f"{r['parameters'] / 1e6:.1f}",
+            f"{r['parameters'] / t['parameters']:.2f}",
+            f"{flops / 1e9:.2f}",
+            f"{flops / t_flops:.2f}",
+            r["description"],
+        )
     return table
 
 
@@ -33,8 +56,20 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
     groups = dict.fromkeys(k[:3] for k in result.grid_keys())
     for device, backend, dtype in groups:
         table = Table(title=f"{backend} on {device} ({dtype}, {result.settings.get('threads')} threads)")
-        for col in ("student", "batch", "seq", "p50 ms", "p90 ms", "CV %", "seq/s", "tok/s", "params (M)",
-                    "GFLOPs/seq", "speed-up [95% CI]", "peak MB"):
+        for col in (
+            "student",
+            "batch",
+            "seq",
+            "p50 ms",
+            "p90 ms",
+            "CV %",
+            "seq/s",
+            "tok/s",
+            "params (M)",
+            "GFLOPs/seq",
+            "speed-up [95% CI]",
+            "peak MB",
+        ):
             table.add_column(col, justify="left" if col == "student" else "right")
         for c in (c for c in result.cells if c.grid_key()[:3] == (device, backend, dtype)):
             s = result.students[c.student]
@@ -42,11 +77,20 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
             base = result.reference(c)
             speed = str(speedup_interval(base.samples, c.samples, seed)) if base else "-"
             cv = f"{st.cv * 100:.1f}"
-            table.add_row(c.student, str(c.batch_size), str(c.seq_len), f"{st.p50 * 1e3:.2f}", f"{st.p90 * 1e3:.2f}",
-                          cv if st.cv <= 0.03 else f"[yellow]{cv}[/]", f"{c.sequences_per_s:.1f}",
-                          f"{c.tokens_per_s:.0f}", f"{s['parameters'] / 1e6:.1f}",
-                          f"{s['flops_per_sequence'][str(c.seq_len)] / 1e9:.2f}", speed,
-                          f"{c.peak_memory_mb:.0f}" if c.peak_memory_mb is not None else "-")
+            table.add_row(
+                c.student,
+                str(c.batch_size),
+                str(c.seq_len),
+                f"{st.p50 * 1e3:.2f}",
+                f"{st.p90 * 1e3:.2f}",
+                cv if st.cv <= 0.03 else f"[yellow]{cv}[/]",
+                f"{c.sequences_per_s:.1f}",
+                f"{c.tokens_per_s:.0f}",
+                f"{s['parameters'] / 1e6:.1f}",
+                f"{s['flops_per_sequence'][str(c.seq_len)] / 1e9:.2f}",
+                speed,
+                f"{c.peak_memory_mb:.0f}" if c.peak_memory_mb is not None else "-",
+            )
         tables.append(table)
     return tables
 
@@ -54,14 +98,35 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
 def head_table(lines: list[HeadLine]) -> Table:
     """The head verdict: measured speed-up, FLOPs ratio, the pruned twin, and the plain outcome."""
     table = Table(title="Attention-head verdict (speed-up over the teacher, 95% bootstrap CI)")
-    for col in ("student", "device", "backend", "batch", "seq", "head dim", "speed-up", "FLOPs ratio", "pruned twin",
-                "pruned speed-up", "verdict"):  # the reason follows the table as one line per row
+    for col in (
+        "student",
+        "device",
+        "backend",
+        "batch",
+        "seq",
+        "head dim",
+        "speed-up",
+        "FLOPs ratio",
+        "pruned twin",
+        "pruned speed-up",
+        "verdict",
+    ):  # the reason follows the table as one line per row
         table.add_column(col, justify="right" if col in ("batch", "seq", "head dim", "FLOPs ratio") else "left")
     for ln in lines:
         device, backend, _dtype, batch, seq = ln.grid_key
-        table.add_row(ln.student, device, backend, str(batch), str(seq), str(ln.head_dim), str(ln.speedup),
-                      f"{ln.flops_ratio:.2f}", ln.pruned or "-", str(ln.pruned_speedup) if ln.pruned_speedup else "-",
-                      f"[bold]{ln.outcome}[/]")
+        table.add_row(
+            ln.student,
+            device,
+            backend,
+            str(batch),
+            str(seq),
+            str(ln.head_dim),
+            str(ln.speedup),
+            f"{ln.flops_ratio:.2f}",
+            ln.pruned or "-",
+            str(ln.pruned_speedup) if ln.pruned_speedup else "-",
+            f"[bold]{ln.outcome}[/]",
+        )
     return table
 
 

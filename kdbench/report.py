@@ -58,8 +58,10 @@ def collect(paths: list[Path], allow_mixed: bool = False) -> Inputs:
         raise KdbenchError(f"found no profile results or run folders in {', '.join(map(str, paths))}")
     grids = {tuple(str(pr.settings.get(k)) for k in GRID_SETTINGS) for pr in profiles}
     if len(grids) > 1 and not allow_mixed:
-        raise KdbenchError(f"the profile results were measured on {len(grids)} different grids (batch sizes, "
-                           "lengths, threads or device); pass --allow-mixed to report them together")
+        raise KdbenchError(
+            f"the profile results were measured on {len(grids)} different grids (batch sizes, "
+            "lengths, threads or device); pass --allow-mixed to report them together"
+        )
     return Inputs(tuple(profiles), tuple(runs))
 
 
@@ -85,10 +87,19 @@ def build_rows(inputs: Inputs) -> list[dict]:
     for run in inputs.runs:
         task, student = run["task"], run["student"]
         name = f"{task}/{student}"
-        row = {"task": task, "student": student, "metric": run["metric"], "score": run["score"],
-               "teacher_score": run["teacher_score"], "share": run["share_of_teacher"],
-               "shape": run["student_shape"], "speed": {}, "parameters": None, "flops": None,
-               "onnx_scores": {f"{e['backend']}:{e['variant']}": e["score"] for e in run.get("evals", [])}}
+        row = {
+            "task": task,
+            "student": student,
+            "metric": run["metric"],
+            "score": run["score"],
+            "teacher_score": run["teacher_score"],
+            "share": run["share_of_teacher"],
+            "shape": run["student_shape"],
+            "speed": {},
+            "parameters": None,
+            "flops": None,
+            "onnx_scores": {f"{e['backend']}:{e['variant']}": e["score"] for e in run.get("evals", [])},
+        }
         for pr, c in _cells(inputs):
             if c.student != name:
                 continue
@@ -97,8 +108,11 @@ def build_rows(inputs: Inputs) -> list[dict]:
             ref = pr.reference(c)
             speed = speedup_interval(ref.samples, c.samples) if ref else None
             key = f"{c.device} {c.backend} b{c.batch_size} n{c.seq_len}"
-            row["speed"][key] = {"p50_ms": c.stats.p50 * 1e3, "sequences_per_s": c.sequences_per_s,
-                                 "speedup": speed.to_dict() if speed else None}
+            row["speed"][key] = {
+                "p50_ms": c.stats.p50 * 1e3,
+                "sequences_per_s": c.sequences_per_s,
+                "speedup": speed.to_dict() if speed else None,
+            }
         rows.append(row)
     return rows
 
@@ -163,21 +177,38 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
     text = "layer reduction loses the least accuracy per unit of speed gained"
     if "layers" not in cost or len(cost) < 2:
         missing = "layer-reduced students" if "layers" not in cost else "another kind of student"
-        out.append(Claim(text, "not enough data", f"needs accuracy and a measured speed-up (> {MEANINGFUL_SPEEDUP}x) "
-                         f"for {missing}; have: {', '.join(sorted(cost)) or 'none'}"))
+        out.append(
+            Claim(
+                text,
+                "not enough data",
+                f"needs accuracy and a measured speed-up (> {MEANINGFUL_SPEEDUP}x) "
+                f"for {missing}; have: {', '.join(sorted(cost)) or 'none'}",
+            )
+        )
     else:
         best = min(cost, key=cost.get)
         ev = ", ".join(f"{k} {v:.3f}" for k, v in sorted(cost.items(), key=lambda kv: kv[1]))
-        out.append(Claim(text, "holds" if best == "layers" else "does not hold",
-                         f"share of the teacher's score lost per unit of speed-up gained: {ev}"))
+        out.append(
+            Claim(
+                text,
+                "holds" if best == "layers" else "does not hold",
+                f"share of the teacher's score lost per unit of speed-up gained: {ev}",
+            )
+        )
 
     # 2. fewer attention heads cost accuracy and bring no speed-up
     text = "fewer attention heads cost accuracy and bring no speed-up"
     heads = kinds.get("heads", [])
     lines = [ln for pr in inputs.profiles for ln in head_verdicts(pr)]
     if not heads or not lines:
-        out.append(Claim(text, "not enough data", "needs distilled head-reduced students (4AH, 8AH) with accuracy and "
-                         "a profile with the teacher and head-reduced students"))
+        out.append(
+            Claim(
+                text,
+                "not enough data",
+                "needs distilled head-reduced students (4AH, 8AH) with accuracy and "
+                "a profile with the teacher and head-reduced students",
+            )
+        )
     else:
         share = float(np.mean([r["share"] for r in heads]))
         others = [r["share"] for k, rs in kinds.items() if k != "heads" for r in rs]
@@ -185,9 +216,12 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
         costs = share < 1 and (not others or share <= float(np.mean(others)))
         pruned = [f"{ln.pruned} {ln.pruned_speedup}" for ln in lines if ln.pruned_speedup]
         kept = f"head students keep {share:.1%} of the teacher's score" + (
-            f" (other students {np.mean(others):.1%})" if others else "")
-        speed = (f"{sum(ln.outcome != 'speed-up' for ln in lines)} of {len(lines)} speed measurements show no "
-                 "speed-up" + (f"; pruned heads would give {pruned[0]}" if pruned else ""))
+            f" (other students {np.mean(others):.1%})" if others else ""
+        )
+        speed = (
+            f"{sum(ln.outcome != 'speed-up' for ln in lines)} of {len(lines)} speed measurements show no "
+            "speed-up" + (f"; pruned heads would give {pruned[0]}" if pruned else "")
+        )
         out.append(Claim(text, "holds" if (no_speed and costs) else "does not hold", f"{kept}; {speed}"))
 
     # 3. tasks differ in sensitivity
@@ -196,16 +230,22 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
     for r in rows:
         by_task.setdefault(r["task"], []).append(r["share"])
     if len(by_task) < 2:
-        out.append(Claim(text, "not enough data", f"needs students on at least two tasks; have "
-                         f"{', '.join(by_task) or 'none'}"))
+        out.append(
+            Claim(text, "not enough data", f"needs students on at least two tasks; have {', '.join(by_task) or 'none'}")
+        )
     else:
         rank = sorted(by_task, key=lambda t: -float(np.mean(by_task[t])))
         ev = " > ".join(f"{t} {np.mean(by_task[t]):.1%}" for t in rank)
         resistant = [t for t in ("sst2", "qqp") if t in rank]
         sensitive = [t for t in ("rte", "cola") if t in rank]
         if not resistant or not sensitive:
-            out.append(Claim(text, "not enough data", f"ranked by share kept: {ev}; the paper's comparison needs "
-                             "SST-2 or QQP and RTE or CoLA"))
+            out.append(
+                Claim(
+                    text,
+                    "not enough data",
+                    f"ranked by share kept: {ev}; the paper's comparison needs SST-2 or QQP and RTE or CoLA",
+                )
+            )
         else:
             holds = max(rank.index(t) for t in resistant) < min(rank.index(t) for t in sensitive)
             out.append(Claim(text, "holds" if holds else "does not hold", f"ranked by share kept: {ev}"))
@@ -214,16 +254,30 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
     text = "smaller hidden size costs a moderate amount"
     hidden, layers_, heads_ = (kinds.get(k, []) for k in ("hidden", "layers", "heads"))
     if not hidden or not (layers_ or heads_):
-        out.append(Claim(text, "not enough data", "needs distilled smaller-hidden students (384D, 516D) and layer- or "
-                         "head-reduced students to compare with"))
+        out.append(
+            Claim(
+                text,
+                "not enough data",
+                "needs distilled smaller-hidden students (384D, 516D) and layer- or "
+                "head-reduced students to compare with",
+            )
+        )
     else:
         h = float(np.mean([r["share"] for r in hidden]))
         bounds = [float(np.mean([r["share"] for r in g])) for g in (layers_, heads_) if g]
         moderate = min(bounds) <= h <= max(bounds) if len(bounds) == 2 else h < 1
-        others = "; ".join(f"{k} students {np.mean([r['share'] for r in g]):.1%}"
-                           for k, g in (("layer", layers_), ("head", heads_)) if g)
-        out.append(Claim(text, "holds" if moderate else "does not hold",
-                         f"smaller-hidden students keep {h:.1%} of the teacher's score; {others}"))
+        others = "; ".join(
+            f"{k} students {np.mean([r['share'] for r in g]):.1%}"
+            for k, g in (("layer", layers_), ("head", heads_))
+            if g
+        )
+        out.append(
+            Claim(
+                text,
+                "holds" if moderate else "does not hold",
+                f"smaller-hidden students keep {h:.1%} of the teacher's score; {others}",
+            )
+        )
     return out
 
 
@@ -236,24 +290,40 @@ def macro(rows: list[dict]) -> dict[str, dict]:
         out[r["student"]]["scores"].append(r["score"])
         out[r["student"]]["shares"].append(r["share"])
         out[r["student"]]["tasks"].append(r["task"])
-    return {s: {"macro_score": float(np.mean(v["scores"])), "macro_share": float(np.mean(v["shares"])),
-                "tasks": v["tasks"]} for s, v in out.items()}
+    return {
+        s: {"macro_score": float(np.mean(v["scores"])), "macro_share": float(np.mean(v["shares"])), "tasks": v["tasks"]}
+        for s, v in out.items()
+    }
 
 
 def markdown(rows: list[dict], summary: dict, claim_list: list[Claim], fronts: dict[str, set]) -> str:
     lines = ["# kdbench report", ""]
     for task in sorted({r["task"] for r in rows}):
-        lines += [f"## {task}", "", "| student | params (M) | score | teacher | share | speed (p50 ms, speed-up) | "
-                  "ONNX scores | Pareto |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {task}",
+            "",
+            "| student | params (M) | score | teacher | share | speed (p50 ms, speed-up) | ONNX scores | Pareto |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in (r for r in rows if r["task"] == task):
-            speed = "; ".join(f"{k}: {v['p50_ms']:.1f} ms" + (f", {v['speedup']['value']:.2f}x" if v["speedup"]
-                                                              else "") for k, v in sorted(r["speed"].items()))
+            speed = "; ".join(
+                f"{k}: {v['p50_ms']:.1f} ms" + (f", {v['speedup']['value']:.2f}x" if v["speedup"] else "")
+                for k, v in sorted(r["speed"].items())
+            )
             params = f"{r['parameters'] / 1e6:.1f}" if r["parameters"] else "-"
             onnx = ", ".join(f"{k} {v:.3f}" for k, v in r["onnx_scores"].items()) or "-"
-            lines.append(f"| {r['student']} | {params} | {r['score']:.4f} | {r['teacher_score']:.4f} | "
-                         f"{r['share']:.1%} | {speed or '-'} | {onnx} | {'yes' if r['student'] in fronts.get(task, ()) else ''} |")
+            front = "yes" if r["student"] in fronts.get(task, ()) else ""
+            lines.append(
+                f"| {r['student']} | {params} | {r['score']:.4f} | {r['teacher_score']:.4f} | "
+                f"{r['share']:.1%} | {speed or '-'} | {onnx} | {front} |"
+            )
         lines.append("")
-    lines += ["## Across tasks (macro average)", "", "| student | score | share of teacher | tasks |", "|---|---|---|---|"]
+    lines += [
+        "## Across tasks (macro average)",
+        "",
+        "| student | score | share of teacher | tasks |",
+        "|---|---|---|---|",
+    ]
     for s, v in sorted(summary.items(), key=lambda kv: -kv[1]["macro_share"]):
         lines.append(f"| {s} | {v['macro_score']:.4f} | {v['macro_share']:.1%} | {', '.join(v['tasks'])} |")
     lines += ["", "## The paper's claims", ""] + [f"- {c.line()}" for c in claim_list] + [""]
@@ -269,8 +339,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for task in sorted({r["task"] for r in rows}):
-        pts = [(r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["share"]) for r in rows
-               if r["task"] == task and r["speed"]]
+        pts = [
+            (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["share"])
+            for r in rows
+            if r["task"] == task and r["speed"]
+        ]
         if not pts:
             continue
         front = sorted((p for p in pts if p[0] in pareto(pts)), key=lambda p: p[1])
@@ -298,14 +371,22 @@ def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False) ->
     rows = build_rows(inputs)
     fronts = {}
     for task in {r["task"] for r in rows}:
-        pts = [(r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["score"]) for r in rows
-               if r["task"] == task and r["speed"]]
+        pts = [
+            (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["score"])
+            for r in rows
+            if r["task"] == task and r["speed"]
+        ]
         fronts[task] = pareto(pts) if pts else set()
     summary = macro(rows)
     claim_list = claims(rows, inputs)
-    doc = {"schema": SCHEMA, "schema_version": 1, "rows": rows, "macro": summary,
-           "pareto": {k: sorted(v) for k, v in fronts.items()},
-           "claims": [c.__dict__ for c in claim_list]}
+    doc = {
+        "schema": SCHEMA,
+        "schema_version": 1,
+        "rows": rows,
+        "macro": summary,
+        "pareto": {k: sorted(v) for k, v in fronts.items()},
+        "claims": [c.__dict__ for c in claim_list],
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "report.json", doc)
     atomic_write_text(out_dir / "REPORT.md", markdown(rows, summary, claim_list, fronts))

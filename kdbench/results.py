@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from kdbench.errors import KdbenchError
@@ -59,11 +59,20 @@ class Cell:
 
     def to_dict(self) -> dict:
         return {
-            "student": self.student, "backend": self.backend, "device": self.device, "dtype": self.dtype,
-            "batch_size": self.batch_size, "seq_len": self.seq_len, "threads": self.threads,
-            "attn_impl": self.attn_impl, "warmup_runs": self.warmup_runs, "peak_memory_mb": self.peak_memory_mb,
-            "memory_kind": self.memory_kind, "stats_s": self.stats.to_dict(),
-            "sequences_per_s": self.sequences_per_s, "tokens_per_s": self.tokens_per_s,
+            "student": self.student,
+            "backend": self.backend,
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "threads": self.threads,
+            "attn_impl": self.attn_impl,
+            "warmup_runs": self.warmup_runs,
+            "peak_memory_mb": self.peak_memory_mb,
+            "memory_kind": self.memory_kind,
+            "stats_s": self.stats.to_dict(),
+            "sequences_per_s": self.sequences_per_s,
+            "tokens_per_s": self.tokens_per_s,
             "samples_s": list(self.samples),
         }
 
@@ -73,9 +82,20 @@ class Cell:
         samples = tuple(float(s) for s in d["samples_s"])
         if not samples:
             raise KdbenchError(f"cell {d.get('student')}/{d.get('backend')} has no samples")
-        return cls(d["student"], d["backend"], d["device"], d["dtype"], int(d["batch_size"]), int(d["seq_len"]),
-                   int(d["threads"]), d["attn_impl"], samples, int(d.get("warmup_runs", 0)), d.get("peak_memory_mb"),
-                   d.get("memory_kind", ""))
+        return cls(
+            d["student"],
+            d["backend"],
+            d["device"],
+            d["dtype"],
+            int(d["batch_size"]),
+            int(d["seq_len"]),
+            int(d["threads"]),
+            d["attn_impl"],
+            samples,
+            int(d.get("warmup_runs", 0)),
+            d.get("peak_memory_mb"),
+            d.get("memory_kind", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -88,26 +108,40 @@ class ProfileResult:
     students: dict[str, dict]  # name -> shape, parameters, flops per sequence by length
     cells: tuple[Cell, ...]
     skipped: tuple[dict, ...] = ()  # cells not measured, with the reason
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     def to_dict(self) -> dict:
         return {
-            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": self.created,
-            "environment": self.environment, "settings": self.settings, "teacher": self.teacher,
-            "students": self.students, "skipped": list(self.skipped), "cells": [c.to_dict() for c in self.cells],
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "environment": self.environment,
+            "settings": self.settings,
+            "teacher": self.teacher,
+            "students": self.students,
+            "skipped": list(self.skipped),
+            "cells": [c.to_dict() for c in self.cells],
         }
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "result") -> ProfileResult:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-            raise KdbenchError(f"{source} is not a kdbench profile result (no \"schema\": \"{SCHEMA}\")")
+            raise KdbenchError(f'{source} is not a kdbench profile result (no "schema": "{SCHEMA}")')
         if d.get("schema_version") != SCHEMA_VERSION:
-            raise KdbenchError(f"{source} has schema version {d.get('schema_version')!r}; this kdbench reads "
-                               f"version {SCHEMA_VERSION}")
+            raise KdbenchError(
+                f"{source} has schema version {d.get('schema_version')!r}; this kdbench reads version {SCHEMA_VERSION}"
+            )
         try:
             cells = tuple(Cell.from_dict(c) for c in d["cells"])
-            return cls(d["environment"], d["settings"], d["teacher"], d["students"], cells,
-                       tuple(d.get("skipped", ())), d["created"])
+            return cls(
+                d["environment"],
+                d["settings"],
+                d["teacher"],
+                d["students"],
+                cells,
+                tuple(d.get("skipped", ())),
+                d["created"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise KdbenchError(f"{source} is a damaged kdbench profile result ({type(exc).__name__}: {exc})") from None
 

@@ -39,12 +39,22 @@ class LatencyStats:
         assert x.size > 0, "statistics of no samples"
         p50, p90, p99 = np.percentile(x, [50, 90, 99])
         std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-        return cls(int(x.size), float(x.mean()), std, float(x.min()), float(x.max()), float(p50), float(p90),
-                   float(p99))
+        return cls(
+            int(x.size), float(x.mean()), std, float(x.min()), float(x.max()), float(p50), float(p90), float(p99)
+        )
 
     def to_dict(self) -> dict:
-        return {"count": self.count, "mean": self.mean, "std": self.std, "cv": self.cv, "min": self.min,
-                "max": self.max, "p50": self.p50, "p90": self.p90, "p99": self.p99}
+        return {
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "cv": self.cv,
+            "min": self.min,
+            "max": self.max,
+            "p50": self.p50,
+            "p90": self.p90,
+            "p99": self.p99,
+        }
 
 
 @dataclass(frozen=True)

@@ -80,22 +80,29 @@ class StudentShape:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "description": self.description, "group": self.group, "layers": self.layers,
-            "heads": self.heads, "head_dim": self.head_dim, "hidden": self.hidden, "ffn": self.ffn,
+            "name": self.name,
+            "description": self.description,
+            "group": self.group,
+            "layers": self.layers,
+            "heads": self.heads,
+            "head_dim": self.head_dim,
+            "hidden": self.hidden,
+            "ffn": self.ffn,
             "pruned": self.pruned,
         }
 
 
 def teacher_as_student(t: TeacherShape) -> StudentShape:
     """The teacher in the same form as a student, so it is profiled by the same code."""
-    return StudentShape(TEACHER_NAME, f"the teacher ({t.name})", "teacher", t.layers, t.heads, t.head_dim, t.hidden,
-                        t.ffn, t.heads)
+    return StudentShape(
+        TEACHER_NAME, f"the teacher ({t.name})", "teacher", t.layers, t.heads, t.head_dim, t.hidden, t.ffn, t.heads
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------- parsing
 def _parse_size(value, fld: str, source: str, allow_times: bool = False) -> tuple[Size, bool]:
     """Parse one size field; return (size, written_as_Nx)."""
-    allowed = "a positive integer, a fraction of the teacher (0.5 or \"1/2\")" + (", or \"Nx\"" if allow_times else "")
+    allowed = 'a positive integer, a fraction of the teacher (0.5 or "1/2")' + (', or "Nx"' if allow_times else "")
     bad = KdbenchError(f"{source}: field {fld!r} is {value!r}; allowed: {allowed}")
     if isinstance(value, bool):
         raise bad
@@ -143,12 +150,22 @@ def parse_spec(data: dict, source: str, default_name: str) -> StudentSpec:
     sizes["hidden"] = _parse_size(data["hidden"], "hidden", source)[0] if "hidden" in data else None
     ffn, times = (None, False) if "ffn" not in data else _parse_size(data["ffn"], "ffn", source, allow_times=True)
     head_dim = data.get("head_dim")
-    if head_dim is not None and head_dim != "teacher" and not (
-        isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0
+    if (
+        head_dim is not None
+        and head_dim != "teacher"
+        and not (isinstance(head_dim, int) and not isinstance(head_dim, bool) and head_dim > 0)
     ):
         raise KdbenchError(f"{source}: field 'head_dim' is {head_dim!r}; allowed: a positive integer or \"teacher\"")
-    return StudentSpec(name=name, description=description, group=data.get("group", "custom"), ffn=ffn,
-                       ffn_times_hidden=times, head_dim=head_dim, source=source, **sizes)
+    return StudentSpec(
+        name=name,
+        description=description,
+        group=data.get("group", "custom"),
+        ffn=ffn,
+        ffn_times_hidden=times,
+        head_dim=head_dim,
+        source=source,
+        **sizes,
+    )
 
 
 def load_spec(path: Path) -> StudentSpec:
@@ -190,7 +207,8 @@ def resolve(spec: StudentSpec, t: TeacherShape) -> StudentShape:
             raise KdbenchError(
                 f"{src}: {heads} heads do not divide hidden size {hidden}; choose heads that divide it "
                 f"({', '.join(str(d) for d in range(1, hidden + 1) if hidden % d == 0 and d <= 64)}) "
-                "or set head_dim")
+                "or set head_dim"
+            )
         head_dim = hidden // heads
     else:
         head_dim = t.head_dim if spec.head_dim == "teacher" else int(spec.head_dim)
@@ -264,7 +282,6 @@ def select(zoo: dict[str, StudentSpec], selection: str) -> list[StudentSpec]:
             picked = [zoo[token]]
         else:
             choices = sorted(zoo) + list(GROUPS) + ["all"]
-            raise KdbenchError(
-                f"unknown student {token!r}{suggest(token, choices)}; choose from: {', '.join(choices)}")
+            raise KdbenchError(f"unknown student {token!r}{suggest(token, choices)}; choose from: {', '.join(choices)}")
         chosen += [s for s in picked if s not in chosen]
     return chosen

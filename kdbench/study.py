@@ -16,8 +16,21 @@ from pathlib import Path
 from kdbench.errors import KdbenchError
 from kdbench.registry import suggest
 
-FIELDS = ("name", "teacher", "data_dir", "tasks", "students", "students_dir", "seeds", "train", "task_train",
-          "train_fractions", "export", "profile", "output_dir")
+FIELDS = (
+    "name",
+    "teacher",
+    "data_dir",
+    "tasks",
+    "students",
+    "students_dir",
+    "seeds",
+    "train",
+    "task_train",
+    "train_fractions",
+    "export",
+    "profile",
+    "output_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -68,13 +81,21 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
     base = path.parent
     resolve = lambda p: (Path(p) if Path(p).is_absolute() else base / p) if p else None  # noqa: E731
     students = data["students"]
-    return Study(name=data.get("name", path.stem), teacher=teacher or data.get("teacher", "roberta-base"),
-                 tasks=tuple(data["tasks"]), students=",".join(students) if isinstance(students, list) else students,
-                 output_dir=resolve(data.get("output_dir", ".")), data_dir=data_dir or resolve(data.get("data_dir")),
-                 students_dir=resolve(data.get("students_dir")), seeds=data.get("seeds", {}),
-                 train=data.get("train", {}), task_train=data.get("task_train", {}),
-                 train_fractions=data.get("train_fractions", {}), export=data.get("export", {}),
-                 profile=data.get("profile", {}))
+    return Study(
+        name=data.get("name", path.stem),
+        teacher=teacher or data.get("teacher", "roberta-base"),
+        tasks=tuple(data["tasks"]),
+        students=",".join(students) if isinstance(students, list) else students,
+        output_dir=resolve(data.get("output_dir", ".")),
+        data_dir=data_dir or resolve(data.get("data_dir")),
+        students_dir=resolve(data.get("students_dir")),
+        seeds=data.get("seeds", {}),
+        train=data.get("train", {}),
+        task_train=data.get("task_train", {}),
+        train_fractions=data.get("train_fractions", {}),
+        export=data.get("export", {}),
+        profile=data.get("profile", {}),
+    )
 
 
 @dataclass(frozen=True)
@@ -121,27 +142,54 @@ def cells(study: Study) -> list[Cell]:
                     run = study.output_dir / "runs" / task / f"{student}-s{seed}-f{fraction}"
                     runs.append(run)
                     cfg = lambda task=task, student=student, seed=seed, fraction=fraction, run=run: DistillConfig(  # noqa: E731
-                        task=task, student=student, teacher=study.teacher, students_dir=study.students_dir,
-                        data_dir=study.data_dir, output_dir=run, train=_train_config(study, task, seed, fraction),
-                        resume=_interrupted(run))
-                    out.append(Cell(f"distill/{task}/{student}/s{seed}/f{fraction}", "distill",
-                                    lambda run=run: (run / "metrics.json").is_file(),
-                                    lambda cfg=cfg: distill(cfg(), log=lambda *_: None)))
+                        task=task,
+                        student=student,
+                        teacher=study.teacher,
+                        students_dir=study.students_dir,
+                        data_dir=study.data_dir,
+                        output_dir=run,
+                        train=_train_config(study, task, seed, fraction),
+                        resume=_interrupted(run),
+                    )
+                    out.append(
+                        Cell(
+                            f"distill/{task}/{student}/s{seed}/f{fraction}",
+                            "distill",
+                            lambda run=run: (run / "metrics.json").is_file(),
+                            lambda cfg=cfg: distill(cfg(), log=lambda *_: None),
+                        )
+                    )
                     if study.export:
-                        variants = ["fp32", *(v for v in (study.export.get("optimize"), study.export.get("quantize"))
-                                              if v)]
-                        out.append(Cell(f"export/{run.relative_to(study.output_dir / 'runs')}", "export",
-                                        lambda run=run, variants=variants: _exported(run, variants),
-                                        lambda run=run: export_run(ExportConfig(run, **study.export),
-                                                                   log=lambda *_: None)))
+                        variants = [
+                            "fp32",
+                            *(v for v in (study.export.get("optimize"), study.export.get("quantize")) if v),
+                        ]
+                        out.append(
+                            Cell(
+                                f"export/{run.relative_to(study.output_dir / 'runs')}",
+                                "export",
+                                lambda run=run, variants=variants: _exported(run, variants),
+                                lambda run=run: export_run(ExportConfig(run, **study.export), log=lambda *_: None),
+                            )
+                        )
                         for variant in variants:
-                            out.append(Cell(f"evaluate/{run.relative_to(study.output_dir / 'runs')}/{variant}",
-                                            "evaluate",
-                                            lambda run=run, v=variant: (run / "eval" / f"onnxruntime-{v}.json").is_file(),
-                                            lambda run=run, v=variant: evaluate_run(run, "onnxruntime", v)))
+                            out.append(
+                                Cell(
+                                    f"evaluate/{run.relative_to(study.output_dir / 'runs')}/{variant}",
+                                    "evaluate",
+                                    lambda run=run, v=variant: (run / "eval" / f"onnxruntime-{v}.json").is_file(),
+                                    lambda run=run, v=variant: evaluate_run(run, "onnxruntime", v),
+                                )
+                            )
     if study.profile:
-        out.append(Cell("profile", "profile", lambda: (study.output_dir / "profile.json").is_file(),
-                        lambda: _profile(study, runs)))
+        out.append(
+            Cell(
+                "profile",
+                "profile",
+                lambda: (study.output_dir / "profile.json").is_file(),
+                lambda: _profile(study, runs),
+            )
+        )
     return out
 
 
@@ -161,15 +209,17 @@ def _profile(study: Study, runs: list[Path]):
     from kdbench.profile import ProfileConfig, run_profile
 
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in study.profile.items()}
-    cfg = ProfileConfig(teacher=study.teacher, students="", runs=tuple(runs),
-                        output=study.output_dir / "profile.json", **settings)
+    cfg = ProfileConfig(
+        teacher=study.teacher, students="", runs=tuple(runs), output=study.output_dir / "profile.json", **settings
+    )
     result = run_profile(cfg)
     result.save(cfg.output)
     return result
 
 
-def run_study(study: Study, only: str | None = None, progress: Callable[[str, int, int, float | None], None] | None
-              = None) -> list[str]:
+def run_study(
+    study: Study, only: str | None = None, progress: Callable[[str, int, int, float | None], None] | None = None
+) -> list[str]:
     """Run the pending cells (or just `only`), then the report; return the ids that ran.
 
     `progress(cell_id, done, total, seconds_left)` is called before each cell; the estimate of time left is the mean
@@ -181,8 +231,9 @@ def run_study(study: Study, only: str | None = None, progress: Callable[[str, in
     if only is not None:
         chosen = [c for c in all_cells if c.id == only]
         if not chosen:
-            raise KdbenchError(f"unknown cell {only!r}{suggest(only, [c.id for c in all_cells])}; "
-                               "list them with --list")
+            raise KdbenchError(
+                f"unknown cell {only!r}{suggest(only, [c.id for c in all_cells])}; list them with --list"
+            )
         if chosen[0].done():
             return []
         chosen[0].run()

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdbench.results import ProfileResult
+from kdbench.results import ProfileResult, teacher_of
 from kdbench.stats import Interval, speedup_interval
-from kdbench.students import TEACHER_NAME
 
 MEANINGFUL_SPEEDUP = 1.05  # a speed-up counts only when its whole 95 % interval lies above this
 SAME_FLOPS = 0.98  # FLOPs ratios at or above this mean "the same work"
@@ -33,11 +32,23 @@ class HeadLine:
 
     def to_dict(self) -> dict:
         device, backend, dtype, batch, seq = self.grid_key
-        return {"student": self.student, "device": device, "backend": backend, "dtype": dtype, "batch_size": batch,
-                "seq_len": seq, "heads": self.heads, "head_dim": self.head_dim, "speedup": self.speedup.to_dict(),
-                "flops_ratio": self.flops_ratio, "pruned": self.pruned,
-                "pruned_speedup": self.pruned_speedup.to_dict() if self.pruned_speedup else None,
-                "pruned_flops_ratio": self.pruned_flops_ratio, "outcome": self.outcome, "reason": self.reason}
+        return {
+            "student": self.student,
+            "device": device,
+            "backend": backend,
+            "dtype": dtype,
+            "batch_size": batch,
+            "seq_len": seq,
+            "heads": self.heads,
+            "head_dim": self.head_dim,
+            "speedup": self.speedup.to_dict(),
+            "flops_ratio": self.flops_ratio,
+            "pruned": self.pruned,
+            "pruned_speedup": self.pruned_speedup.to_dict() if self.pruned_speedup else None,
+            "pruned_flops_ratio": self.pruned_flops_ratio,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
 
 
 def classify(speedup: Interval) -> str:
@@ -50,21 +61,43 @@ def classify(speedup: Interval) -> str:
 
 
 def _head_reduced(result: ProfileResult) -> list[str]:
-    t = result.teacher
-    return [n for n, s in result.students.items() if n != TEACHER_NAME and s["heads"] < t["heads"] and not s["pruned"]
-            and s["layers"] == t["layers"] and s["hidden"] == t["hidden"] and s["ffn"] == t["ffn"]]
+    """Students with fewer (wider) heads than their own teacher and every other size equal."""
+    out = []
+    for n, s in result.students.items():
+        t = result.students.get(teacher_of(n))
+        if (
+            n != teacher_of(n)
+            and t
+            and s["heads"] < t["heads"]
+            and not s["pruned"]
+            and all(s[k] == t[k] for k in ("layers", "hidden", "ffn"))
+        ):
+            out.append(n)
+    return out
 
 
 def _pruned_twin(result: ProfileResult, name: str) -> str | None:
+    """The pruned-head student of the same shape (and, for trained students, the same task)."""
     s = result.students[name]
     for n, o in result.students.items():
-        if o["pruned"] and all(o[k] == s[k] for k in ("heads", "layers", "hidden", "ffn")):
+        if (
+            o["pruned"]
+            and teacher_of(n) == teacher_of(name)
+            and all(o[k] == s[k] for k in ("heads", "layers", "hidden", "ffn"))
+        ):
             return n
     return None
 
 
-def _reason(outcome: str, flops_ratio: float, head_dim: int, pruned: str | None, pruned_speedup: Interval | None,
-            pruned_flops: float | None, pruned_head_dim: int | None) -> str:
+def _reason(
+    outcome: str,
+    flops_ratio: float,
+    head_dim: int,
+    pruned: str | None,
+    pruned_speedup: Interval | None,
+    pruned_flops: float | None,
+    pruned_head_dim: int | None,
+) -> str:
     if flops_ratio >= SAME_FLOPS:
         why = "fewer, wider heads keep every projection FLOP"
     else:
@@ -72,8 +105,10 @@ def _reason(outcome: str, flops_ratio: float, head_dim: int, pruned: str | None,
     if outcome == "slower":
         why += f"; {head_dim}-wide heads run the attention products less efficiently"
     if pruned and pruned_speedup is not None and pruned_flops is not None:
-        why += (f"; pruning to {pruned_head_dim}-wide heads ({pruned}) would give {pruned_speedup} "
-                f"at {pruned_flops:.0%} of the FLOPs")
+        why += (
+            f"; pruning to {pruned_head_dim}-wide heads ({pruned}) would give {pruned_speedup} "
+            f"at {pruned_flops:.0%} of the FLOPs"
+        )
     elif not pruned:
         why += "; no pruned-head twin was profiled (add --students pruned)"
     return why
@@ -83,15 +118,13 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
     """One line per head-reduced student per grid point where both it and the teacher were measured."""
     lines: list[HeadLine] = []
     for key in result.grid_keys():
-        base = result.cell(TEACHER_NAME, key)
-        if base is None:
-            continue
         seq = str(key[4])
-        t_flops = result.students[TEACHER_NAME]["flops_per_sequence"][seq]
         for name in _head_reduced(result):
             cell = result.cell(name, key)
-            if cell is None:
+            base = result.cell(teacher_of(name), key)
+            if cell is None or base is None:
                 continue
+            t_flops = result.students[teacher_of(name)]["flops_per_sequence"][seq]
             s = result.students[name]
             speed = speedup_interval(base.samples, cell.samples, seed)
             flops = s["flops_per_sequence"][seq] / t_flops
@@ -100,21 +133,50 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
             twin_speed = speedup_interval(base.samples, twin_cell.samples, seed) if twin_cell else None
             twin_flops = result.students[twin]["flops_per_sequence"][seq] / t_flops if twin else None
             outcome = classify(speed)
-            reason = _reason(outcome, flops, s["head_dim"], twin if twin_cell else None, twin_speed, twin_flops,
-                             result.students[twin]["head_dim"] if twin else None)
-            lines.append(HeadLine(name, key, s["heads"], s["head_dim"], speed, flops, twin if twin_cell else None,
-                                  twin_speed, twin_flops, outcome, reason))
+            reason = _reason(
+                outcome,
+                flops,
+                s["head_dim"],
+                twin if twin_cell else None,
+                twin_speed,
+                twin_flops,
+                result.students[twin]["head_dim"] if twin else None,
+            )
+            lines.append(
+                HeadLine(
+                    name,
+                    key,
+                    s["heads"],
+                    s["head_dim"],
+                    speed,
+                    flops,
+                    twin if twin_cell else None,
+                    twin_speed,
+                    twin_flops,
+                    outcome,
+                    reason,
+                )
+            )
     return lines
 
 
 def head_claim(lines: list[HeadLine]) -> str:
     """The overall answer to "fewer attention heads bring no speed-up"."""
     if not lines:
-        return ("not enough data: profile the teacher and at least one head-reduced student (e.g. --students 4AH,8AH) "
-                "on the same grid")
-    faster = sorted({f"{ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]})" for ln in lines
-                     if ln.outcome == "speed-up"})
+        return (
+            "not enough data: profile the teacher and at least one head-reduced student (e.g. --students 4AH,8AH) "
+            "on the same grid"
+        )
+    faster = sorted(
+        {
+            f"{ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]})"
+            for ln in lines
+            if ln.outcome == "speed-up"
+        }
+    )
     if faster:
         return "the head claim does not hold: faster than the teacher: " + "; ".join(faster)
-    return (f"the head claim holds: none of the {len(lines)} head-reduced measurements is faster than the teacher "
-            "(fewer, wider heads keep the projection FLOPs; only pruning heads shrinks them)")
+    return (
+        f"the head claim holds: none of the {len(lines)} head-reduced measurements is faster than the teacher "
+        "(fewer, wider heads keep the projection FLOPs; only pruning heads shrinks them)"
+    )

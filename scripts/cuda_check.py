@@ -11,8 +11,18 @@ import sys
 import time
 from pathlib import Path
 
-GRID = dict(students="paper,heads,pruned", backends=("torch",), device="cuda", batch_sizes=(1, 32, 256),
-            seq_lens=(128,), warmup_runs=3, warmup_time_s=0.2, min_runs=10, min_time_s=0.3, max_time_s=5.0)
+GRID = dict(
+    students="paper,heads,pruned",
+    backends=("torch",),
+    device="cuda",
+    batch_sizes=(1, 32, 256),
+    seq_lens=(128,),
+    warmup_runs=3,
+    warmup_time_s=0.2,
+    min_runs=10,
+    min_time_s=0.3,
+    max_time_s=5.0,
+)
 DTYPES = ("fp32", "bf16")
 
 
@@ -22,32 +32,59 @@ def achieved_rows(result, ceiling_tflops: float) -> list[dict]:
     for c in result.cells:
         flops = result.students[c.student]["flops_per_sequence"][str(c.seq_len)] * c.batch_size
         tflops = flops / c.stats.p50 / 1e12
-        rows.append({"student": c.student, "dtype": c.dtype, "batch": c.batch_size, "p50_ms": c.stats.p50 * 1e3,
-                     "cv": c.stats.cv, "seq_per_s": c.sequences_per_s, "tflops": tflops,
-                     "share_of_bf16_ceiling": tflops / ceiling_tflops, "attn_impl": c.attn_impl})
+        rows.append(
+            {
+                "student": c.student,
+                "dtype": c.dtype,
+                "batch": c.batch_size,
+                "p50_ms": c.stats.p50 * 1e3,
+                "cv": c.stats.cv,
+                "seq_per_s": c.sequences_per_s,
+                "tflops": tflops,
+                "share_of_bf16_ceiling": tflops / ceiling_tflops,
+                "attn_impl": c.attn_impl,
+            }
+        )
     return rows
 
 
 def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> str:
     gpu = env.get("gpu", {})
     v = env.get("versions", {})
-    out = [f"# CUDA check: {gpu.get('name')}", "",
-           f"Driver {gpu.get('driver')}, CUDA {gpu.get('cuda')}, torch {v.get('torch')}, transformers "
-           f"{v.get('transformers')}, Python {env.get('python')}, kdbench commit {env.get('git_commit')}.", "",
-           f"Ceilings: bf16 matmul {ceilings['bf16_matmul_tflops']:.0f} TFLOP/s "
-           f"(n={ceilings['matmul_n']}), device-to-device copy {ceilings['d2d_copy_gbps']:.0f} GB/s.", "",
-           "## Zoo, bf16, batch 256, length 128", "",
-           "| student | p50 ms | CV % | seq/s | TFLOP/s | share of bf16 ceiling | attention |", "|---|---|---|---|---|---|---|"]
+    out = [
+        f"# CUDA check: {gpu.get('name')}",
+        "",
+        f"Driver {gpu.get('driver')}, CUDA {gpu.get('cuda')}, torch {v.get('torch')}, transformers "
+        f"{v.get('transformers')}, Python {env.get('python')}, kdbench commit {env.get('git_commit')}.",
+        "",
+        f"Ceilings: bf16 matmul {ceilings['bf16_matmul_tflops']:.0f} TFLOP/s "
+        f"(n={ceilings['matmul_n']}), device-to-device copy {ceilings['d2d_copy_gbps']:.0f} GB/s.",
+        "",
+        "## Zoo, bf16, batch 256, length 128",
+        "",
+        "| student | p50 ms | CV % | seq/s | TFLOP/s | share of bf16 ceiling | attention |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["dtype"] == "bf16" and r["batch"] == 256:
-            out.append(f"| {r['student']} | {r['p50_ms']:.2f} | {r['cv'] * 100:.1f} | {r['seq_per_s']:.0f} | "
-                       f"{r['tflops']:.1f} | {r['share_of_bf16_ceiling']:.0%} | {r['attn_impl']} |")
-    out += ["", "## Head verdict", "", "| student | dtype | batch | head dim | speed-up [95% CI] | FLOPs ratio | "
-            "pruned twin | pruned speed-up | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+            out.append(
+                f"| {r['student']} | {r['p50_ms']:.2f} | {r['cv'] * 100:.1f} | {r['seq_per_s']:.0f} | "
+                f"{r['tflops']:.1f} | {r['share_of_bf16_ceiling']:.0%} | {r['attn_impl']} |"
+            )
+    out += [
+        "",
+        "## Head verdict",
+        "",
+        "| student | dtype | batch | head dim | speed-up [95% CI] | FLOPs ratio | "
+        "pruned twin | pruned speed-up | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for ln in lines:
         _d, _b, dtype, batch, _s = ln.grid_key
-        out.append(f"| {ln.student} | {dtype} | {batch} | {ln.head_dim} | {ln.speedup} | {ln.flops_ratio:.2f} | "
-                   f"{ln.pruned or '-'} | {ln.pruned_speedup or '-'} | {ln.outcome} |")
+        out.append(
+            f"| {ln.student} | {dtype} | {batch} | {ln.head_dim} | {ln.speedup} | {ln.flops_ratio:.2f} | "
+            f"{ln.pruned or '-'} | {ln.pruned_speedup or '-'} | {ln.outcome} |"
+        )
     out += ["", f"**Head claim:** {claim}", ""]
     return "\n".join(out)
 
@@ -59,21 +96,36 @@ def distill_step(teacher: str, data: Path, out: Path, ceiling_tflops: float) -> 
     from kdbench.students import StudentShape, teacher_as_student
     from kdbench.teacher import load_teacher_config, teacher_shape
 
-    cfg = DistillConfig(task="rte", student="6L", teacher=teacher, data_dir=data, output_dir=out / "distill-rte-6L",
-                        overwrite=True, train=TrainConfig(epochs=1, device="cuda"))
+    cfg = DistillConfig(
+        task="rte",
+        student="6L",
+        teacher=teacher,
+        data_dir=data,
+        output_dir=out / "distill-rte-6L",
+        overwrite=True,
+        train=TrainConfig(epochs=1, device="cuda"),
+    )
     doc = distill(cfg, log=print)
     s, t = doc["student_shape"], doc["teacher_metrics"]
     n = round(doc["mean_train_tokens"])
-    student = StudentShape(**{k: s[k] for k in ("name", "description", "group", "layers", "heads", "head_dim",
-                                                "hidden", "ffn")})
+    student = StudentShape(
+        **{k: s[k] for k in ("name", "description", "group", "layers", "heads", "head_dim", "hidden", "ffn")}
+    )
     teacher_cfg = teacher_as_student(teacher_shape(load_teacher_config(teacher), teacher))
     # a KD step: student forward + backward (about 3x forward) and a teacher forward, at the mean real length
     flops = 3 * sequence_flops(student, n) + sequence_flops(teacher_cfg, n)
     rate = doc["train_samples_per_second"]
-    return {"samples_per_second": rate, "mean_tokens": n, "flops_per_sample": flops,
-            "achieved_tflops": rate * flops / 1e12, "share_of_bf16_ceiling": rate * flops / 1e12 / ceiling_tflops,
-            "student_score": doc["score"], "teacher_score": doc["teacher_score"], "wall_s": doc["wall_s"],
-            "teacher_eval": t}
+    return {
+        "samples_per_second": rate,
+        "mean_tokens": n,
+        "flops_per_sample": flops,
+        "achieved_tflops": rate * flops / 1e12,
+        "share_of_bf16_ceiling": rate * flops / 1e12 / ceiling_tflops,
+        "student_score": doc["score"],
+        "teacher_score": doc["teacher_score"],
+        "wall_s": doc["wall_s"],
+        "teacher_eval": t,
+    }
 
 
 def main() -> int:
@@ -92,8 +144,10 @@ def main() -> int:
         configs = [ProfileConfig(dtype=d, output=args.out / f"profile-cuda-{d}.json", **GRID) for d in DTYPES]
         shapes = plan(configs[0]).shapes
         check_writable(args.out / "cuda_check.md")
-        print(f"plan: ceilings; profile {len(shapes)} models x {len(DTYPES)} dtypes x batch {GRID['batch_sizes']} "
-              f"x length {GRID['seq_lens']} on cuda (torch); outputs in {args.out}")
+        print(
+            f"plan: ceilings; profile {len(shapes)} models x {len(DTYPES)} dtypes x batch {GRID['batch_sizes']} "
+            f"x length {GRID['seq_lens']} on cuda (torch); outputs in {args.out}"
+        )
         if args.teacher or args.data:
             if not (args.teacher and args.data):
                 raise KdbenchError("--teacher and --data go together")
@@ -108,13 +162,14 @@ def main() -> int:
 
         if not torch.cuda.is_available():
             raise KdbenchError("no CUDA device is visible to PyTorch here; run this on a GPU machine (or --dry-run)")
+        from rich.console import Console
+
         from kdbench import env as envmod
         from kdbench.ceilings import measure_ceilings
         from kdbench.profile import run_profile
         from kdbench.render import head_table, profile_tables
         from kdbench.results import ProfileResult
         from kdbench.verdict import head_claim, head_verdicts
-        from rich.console import Console
 
         console = Console(width=170)
         started = time.perf_counter()
@@ -126,22 +181,36 @@ def main() -> int:
             r.save(cfg.output)
             results.append(r)
             console.print(f"{cfg.dtype} done at {time.perf_counter() - started:.0f} s")
-        merged = ProfileResult(results[0].environment, {"grid": GRID, "dtypes": DTYPES}, results[0].teacher,
-                               results[0].students, tuple(c for r in results for c in r.cells))
+        merged = ProfileResult(
+            results[0].environment,
+            {"grid": GRID, "dtypes": DTYPES},
+            results[0].teacher,
+            results[0].students,
+            tuple(c for r in results for c in r.cells),
+        )
         rows = achieved_rows(merged, ceilings["bf16_matmul_tflops"])
         lines = head_verdicts(merged)
         claim = head_claim(lines)
         kd = distill_step(args.teacher, args.data, args.out, ceilings["bf16_matmul_tflops"]) if args.teacher else None
-        atomic_write_json(args.out / "cuda_check.json", {"ceilings": ceilings, "achieved": rows,
-                                                         "head_verdict": [ln.to_dict() for ln in lines],
-                                                         "head_claim": claim, "distillation": kd,
-                                                         "environment": envmod.collect()})
+        atomic_write_json(
+            args.out / "cuda_check.json",
+            {
+                "ceilings": ceilings,
+                "achieved": rows,
+                "head_verdict": [ln.to_dict() for ln in lines],
+                "head_claim": claim,
+                "distillation": kd,
+                "environment": envmod.collect(),
+            },
+        )
         md = markdown(merged.environment, ceilings, rows, lines, claim)
         if kd:
-            md += (f"\n## Distillation (RTE, 6L = 3 of MiniLM's 6 layers, one epoch, bf16)\n\n"
-                   f"{kd['samples_per_second']:.1f} samples/s at a mean {kd['mean_tokens']} tokens: "
-                   f"{kd['achieved_tflops']:.2f} TFLOP/s, {kd['share_of_bf16_ceiling']:.2%} of the bf16 ceiling; "
-                   f"student accuracy {kd['student_score']:.3f}, teacher {kd['teacher_score']:.3f}.\n")
+            md += (
+                f"\n## Distillation (RTE, 6L = 3 of MiniLM's 6 layers, one epoch, bf16)\n\n"
+                f"{kd['samples_per_second']:.1f} samples/s at a mean {kd['mean_tokens']} tokens: "
+                f"{kd['achieved_tflops']:.2f} TFLOP/s, {kd['share_of_bf16_ceiling']:.2%} of the bf16 ceiling; "
+                f"student accuracy {kd['student_score']:.3f}, teacher {kd['teacher_score']:.3f}.\n"
+            )
         atomic_write_text(args.out / "cuda_check.md", md)
         for t in profile_tables(merged):
             console.print(t)

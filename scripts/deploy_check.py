@@ -29,24 +29,42 @@ def main() -> None:
     for backend, variant in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")):
         sh("kdbench", "evaluate", str(run), "--backend", backend, "--variant", variant)
     out = run / "deploy-profile.json"
-    sh("kdbench", "profile", "--runs", str(run), "--batch-sizes", "1", "--seq-lens", "128", "--min-time",
-       args.min_time, "-o", str(out))
+    sh(
+        "kdbench",
+        "profile",
+        "--runs",
+        str(run),
+        "--batch-sizes",
+        "1",
+        "--seq-lens",
+        "128",
+        "--min-time",
+        args.min_time,
+        "-o",
+        str(out),
+    )
     parity = json.loads((run / "onnx" / "parity.json").read_text())
     cells = {(c["student"], c["backend"]): c["stats_s"]["p50"] for c in json.loads(out.read_text())["cells"]}
     student = next(s for s, b in cells if not s.endswith("/teacher"))
     eager = cells[(student, "torch")]
     evals = {p.stem: json.loads(p.read_text()) for p in (run / "eval").glob("*.json")}
-    print(f"\nparity fp32: agreement {parity['fp32']['argmax_agreement']:.2%}, max |diff| "
-          f"{parity['fp32']['max_abs_diff']:.2e}; int8: agreement {parity['int8']['argmax_agreement']:.2%}, "
-          f"max |diff| {parity['int8']['max_abs_diff']:.2e} ({parity['int8']['examples']} examples)")
-    print(f"{student} batch 1 length 128: eager {eager * 1e3:.2f} ms, ORT fp32 "
-          f"{cells[(student, 'onnxruntime')] * 1e3:.2f} ms, ORT O2 {cells[(student, 'onnxruntime:O2')] * 1e3:.2f} ms"
-          f" (ratio {cells[(student, 'onnxruntime:O2')] / eager:.3f}, goal <= 0.75), int8 "
-          f"{cells[(student, 'onnxruntime:int8')] * 1e3:.2f} ms (ratio {cells[(student, 'onnxruntime:int8')] / eager:.3f}"
-          f", goal <= 0.45)")
+    print(
+        f"\nparity fp32: agreement {parity['fp32']['argmax_agreement']:.2%}, max |diff| "
+        f"{parity['fp32']['max_abs_diff']:.2e}; int8: agreement {parity['int8']['argmax_agreement']:.2%}, "
+        f"max |diff| {parity['int8']['max_abs_diff']:.2e} ({parity['int8']['examples']} examples)"
+    )
+    print(
+        f"{student} batch 1 length 128: eager {eager * 1e3:.2f} ms, ORT fp32 "
+        f"{cells[(student, 'onnxruntime')] * 1e3:.2f} ms, ORT O2 {cells[(student, 'onnxruntime:O2')] * 1e3:.2f} ms"
+        f" (ratio {cells[(student, 'onnxruntime:O2')] / eager:.3f}, goal <= 0.75), int8 "
+        f"{cells[(student, 'onnxruntime:int8')] * 1e3:.2f} ms (ratio {cells[(student, 'onnxruntime:int8')] / eager:.3f}"
+        f", goal <= 0.45)"
+    )
     i8 = evals["onnxruntime-int8"]
-    print(f"{i8['metric']}: torch {evals['torch-fp32']['score']:.4f}, ORT fp32 {evals['onnxruntime-fp32']['score']:.4f},"
-          f" int8 {i8['score']:.4f}; int8 loss {i8['loss_vs_fp32'] * 100:+.2f} points (goal <= 1)")
+    print(
+        f"{i8['metric']}: torch {evals['torch-fp32']['score']:.4f}, ORT fp32 {evals['onnxruntime-fp32']['score']:.4f},"
+        f" int8 {i8['score']:.4f}; int8 loss {i8['loss_vs_fp32'] * 100:+.2f} points (goal <= 1)"
+    )
 
 
 if __name__ == "__main__":

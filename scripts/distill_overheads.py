@@ -1,10 +1,10 @@
 """Two distillation overheads, measured in one run on this machine:
 
-  (a) time of one KD training step divided by (a plain fine-tuning step of the same student + a teacher inference
-      pass on the same batch); goal <= 1.10;
-  (b) padded tokens / real tokens over one epoch of SST-2 with kdbench's batching; goal <= 1.2.
+(a) time of one KD training step divided by (a plain fine-tuning step of the same student + a teacher inference
+    pass on the same batch); goal <= 1.10;
+(b) padded tokens / real tokens over one epoch of SST-2 with kdbench's batching; goal <= 1.2.
 
-    python3 scripts/distill_overheads.py TEACHER_DIR DATA_DIR [--student 6L] [--reps 30]
+  python3 scripts/distill_overheads.py TEACHER_DIR DATA_DIR [--student 6L] [--reps 30]
 """
 
 from __future__ import annotations
@@ -28,8 +28,15 @@ def main() -> None:
     from transformers import DataCollatorWithPadding, Trainer
 
     from kdbench.data import get_task, load_task, tokenize
-    from kdbench.distill import (DistillConfig, TrainConfig, _distillation_module, _kd_trainer_class, _load_pretrained,
-                                 _training_args, build_student)
+    from kdbench.distill import (
+        DistillConfig,
+        TrainConfig,
+        _distillation_module,
+        _kd_trainer_class,
+        _load_pretrained,
+        _training_args,
+        build_student,
+    )
     from kdbench.students import load_zoo, resolve
     from kdbench.teacher import teacher_shape
 
@@ -44,23 +51,37 @@ def main() -> None:
     student, lmap, _ = build_student(teacher, shape, "teacher")
     module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     out = Path("/tmp/kdbench-overheads")
-    kd = _kd_trainer_class()(model=module, args=_training_args(train, out / "kd", task, ["validation"]),
-                             train_dataset=tokenized["train"], eval_dataset=tokenized["validation"], data_collator=collator,
-                             teacher=teacher, lmap=lmap,
-                             cfg=cfg, regression=False)
+    kd = _kd_trainer_class()(
+        model=module,
+        args=_training_args(train, out / "kd", task, ["validation"]),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        data_collator=collator,
+        teacher=teacher,
+        lmap=lmap,
+        cfg=cfg,
+        regression=False,
+    )
 
     # (b) padding over one epoch, with the exact dataloader the KD trainer trains on
     padded = real = 0
     for batch in kd.get_train_dataloader():
         padded += batch["attention_mask"].numel()
         real += int(batch["attention_mask"].sum())
-    print(f"(b) SST-2, one epoch of {len(tokenized['train'])} rows, batch {train.batch_size}: padded/real tokens = "
-          f"{padded}/{real} = {padded / real:.3f}")
+    print(
+        f"(b) SST-2, one epoch of {len(tokenized['train'])} rows, batch {train.batch_size}: padded/real tokens = "
+        f"{padded}/{real} = {padded / real:.3f}"
+    )
 
     # (a) one KD step versus a plain step of the same student plus a teacher forward, on the same batches
     plain_student, _, _ = build_student(teacher, shape, "teacher")
-    plain = Trainer(model=plain_student, args=_training_args(train, out / "plain", task, ["validation"]),
-                    train_dataset=tokenized["train"], eval_dataset=tokenized["validation"], data_collator=collator)
+    plain = Trainer(
+        model=plain_student,
+        args=_training_args(train, out / "plain", task, ["validation"]),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        data_collator=collator,
+    )
     for t in (kd, plain):
         t.create_optimizer_and_scheduler(num_training_steps=10_000)
         t.current_gradient_accumulation_steps = 1  # set by Trainer.train(); training_step reads it
@@ -80,16 +101,21 @@ def main() -> None:
     times = {"kd": [], "plain": [], "teacher": []}
     for r in range(args.reps + 3):  # alternate the three so machine drift hits them alike; 3 warm-up rounds
         inputs = batches[r % len(batches)]
-        for name, fn in (("kd", lambda: step(kd, inputs)), ("plain", lambda: step(plain, inputs)),
-                         ("teacher", lambda: infer(inputs))):
+        for name, fn in (
+            ("kd", lambda x=inputs: step(kd, x)),
+            ("plain", lambda x=inputs: step(plain, x)),
+            ("teacher", lambda x=inputs: infer(x)),
+        ):
             t0 = time.perf_counter()
             fn()
             if r >= 3:
                 times[name].append(time.perf_counter() - t0)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(f"(a) student {args.student} ({shape.layers} layers) of {Path(args.teacher).name}, batch 12, "
-          f"{args.reps} alternating reps: KD step {med['kd'] * 1e3:.1f} ms, plain step {med['plain'] * 1e3:.1f} ms, "
-          f"teacher forward {med['teacher'] * 1e3:.1f} ms; ratio {med['kd'] / (med['plain'] + med['teacher']):.3f}")
+    print(
+        f"(a) student {args.student} ({shape.layers} layers) of {Path(args.teacher).name}, batch 12, "
+        f"{args.reps} alternating reps: KD step {med['kd'] * 1e3:.1f} ms, plain step {med['plain'] * 1e3:.1f} ms, "
+        f"teacher forward {med['teacher'] * 1e3:.1f} ms; ratio {med['kd'] / (med['plain'] + med['teacher']):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def main() -> None:
 
     import torch
 
-    from kdbench.backends import onnx_cache_path, open_session
+    from kdbench.backends import config_digest, onnx_cache_path, open_session
     from kdbench.clock import clock_for
     from kdbench.modeling import build_model
     from kdbench.profile import ProfileConfig, _inputs, measure, plan
@@ -35,7 +35,7 @@ def main() -> None:
     teacher = p.shapes[0]
     torch.manual_seed(0)
     model = build_model(p.teacher_config, teacher)
-    path = onnx_cache_path(p.teacher["model_type"], teacher.key())
+    path = onnx_cache_path(p.teacher["model_type"], teacher.key(), config_digest(model.config))
     session = open_session("onnxruntime", model, "cpu", "fp32", args.threads, path)
     feeds = session.prepare(_inputs(p.teacher_config.vocab_size, args.batch, args.seq, 0))
     clock = clock_for("cpu")
@@ -45,8 +45,15 @@ def main() -> None:
     for _ in range(3):  # shared warm-up
         raw.run(None, feeds)
     for _ in range(args.rounds):
-        ours += measure(lambda: session.run(feeds), session.synchronize, clock, warmup_runs=1, min_runs=args.runs,
-                        min_time_s=0.0, max_time_s=1e9)
+        ours += measure(
+            lambda: session.run(feeds),
+            session.synchronize,
+            clock,
+            warmup_runs=1,
+            min_runs=args.runs,
+            min_time_s=0.0,
+            max_time_s=1e9,
+        )
         raw.run(None, feeds)
         for _ in range(args.runs):
             t0 = time.perf_counter()
@@ -54,10 +61,14 @@ def main() -> None:
             bare.append(time.perf_counter() - t0)
     p_ours, p_bare = float(np.median(ours)), float(np.median(bare))
     print(f"onnx file: {path}")
-    print(f"teacher (roberta-base) batch {args.batch} seq {args.seq}, {args.threads} threads, "
-          f"{len(ours)} + {len(bare)} runs in {args.rounds} alternating rounds")
-    print(f"kdbench p50 {p_ours * 1e3:.2f} ms   bare InferenceSession.run p50 {p_bare * 1e3:.2f} ms   "
-          f"ratio {p_ours / p_bare:.3f}")
+    print(
+        f"teacher (roberta-base) batch {args.batch} seq {args.seq}, {args.threads} threads, "
+        f"{len(ours)} + {len(bare)} runs in {args.rounds} alternating rounds"
+    )
+    print(
+        f"kdbench p50 {p_ours * 1e3:.2f} ms   bare InferenceSession.run p50 {p_bare * 1e3:.2f} ms   "
+        f"ratio {p_ours / p_bare:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ TINY_ZOO = {
     "half_layers": 'description = "half the layers"\ngroup = "paper"\nlayers = 0.5\n',
     "two_heads": 'description = "half the heads, wider"\ngroup = "paper"\nheads = "1/2"\n',
     "two_heads_pruned": 'description = "half the heads, teacher width"\ngroup = "pruned"\nheads = "1/2"\n'
-                        'head_dim = "teacher"\n',
+    'head_dim = "teacher"\n',
     "narrow": 'description = "half the hidden"\ngroup = "paper"\nhidden = 0.5\nffn = "4x"\n',
 }
 
@@ -19,9 +19,17 @@ def tiny_config(model_type: str = "bert"):
     """A 4-layer, 4-head, 32-wide encoder config: builds in milliseconds."""
     from transformers import AutoConfig
 
-    return AutoConfig.for_model(model_type, vocab_size=120, hidden_size=32, num_hidden_layers=4,
-                                num_attention_heads=4, intermediate_size=64, max_position_embeddings=80,
-                                type_vocab_size=2 if model_type == "bert" else 1, pad_token_id=1)
+    return AutoConfig.for_model(
+        model_type,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        type_vocab_size=2 if model_type == "bert" else 1,
+        pad_token_id=1,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -49,8 +57,10 @@ def tiny_zoo(tmp_path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ tiny GLUE and teachers
-WORDS = ("the cat dog sat ran on a mat big small red blue is not good bad movie film was very it and "
-         "a man woman plays guitar piano runs walks").split()
+WORDS = (
+    "the cat dog sat ran on a mat big small red blue is not good bad movie film was very it and "
+    "a man woman plays guitar piano runs walks"
+).split()
 
 
 def _sentences(n: int, seed: int) -> list[str]:
@@ -67,8 +77,11 @@ def write_parquet_glue(root: Path, n_train: int = 24, n_eval: int = 12) -> Path:
     for task, pairs, regression in (("rte", True, False), ("cola", False, False), ("stsb", True, True)):
         (root / task).mkdir(parents=True, exist_ok=True)
         for split, n, seed in (("train", n_train, 1), ("validation", n_eval, 2)):
-            cols = {"sentence1": _sentences(n, seed), "sentence2": _sentences(n, seed + 10)} if pairs else \
-                {"sentence": _sentences(n, seed)}
+            cols = (
+                {"sentence1": _sentences(n, seed), "sentence2": _sentences(n, seed + 10)}
+                if pairs
+                else {"sentence": _sentences(n, seed)}
+            )
             labels = [(i * 7 % 11) / 2.0 for i in range(n)] if regression else [i % 2 for i in range(n)]
             pd.DataFrame({**cols, "label": labels, "idx": range(n)}).to_parquet(root / task / f"{split}.parquet")
     return root
@@ -81,7 +94,9 @@ def write_tsv_glue(root: Path, n_train: int = 24, n_eval: int = 12) -> Path:
     for split, n, seed in (("train", n_train, 3), ("dev", n_eval, 4)):
         s1, s2 = _sentences(n, seed), _sentences(n, seed + 10)
         rows = ["index\tsentence1\tsentence2\tlabel"] + [
-            f"{i}\t{a}\t{b}\t{'entailment' if i % 2 == 0 else 'not_entailment'}" for i, (a, b) in enumerate(zip(s1, s2))]
+            f"{i}\t{a}\t{b}\t{'entailment' if i % 2 == 0 else 'not_entailment'}"
+            for i, (a, b) in enumerate(zip(s1, s2, strict=True))
+        ]
         (root / "RTE" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
         cola = [f"src\t{i % 2}\t\t{s}" for i, s in enumerate(_sentences(n, seed + 20))]
         (root / "CoLA" / f"{split}.tsv").write_text("\n".join(cola) + "\n")
@@ -97,9 +112,17 @@ def write_tiny_teacher(folder: Path, model_type: str = "bert", layers: int = 4) 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(set(WORDS))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
-    config = AutoConfig.for_model(model_type, vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers,
-                                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=72,
-                                  type_vocab_size=2, pad_token_id=0)  # the BERT tokenizer emits segment ids
+    config = AutoConfig.for_model(
+        model_type,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=72,
+        type_vocab_size=2,
+        pad_token_id=0,
+    )  # the BERT tokenizer emits segment ids
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -6,8 +6,18 @@ import numpy as np
 
 from kdbench.results import Cell, ProfileResult
 
-TEACHER = {"name": "t", "model_type": "bert", "layers": 12, "heads": 12, "head_dim": 64, "hidden": 768, "ffn": 3072,
-           "pruned": False, "group": "teacher", "description": ""}
+TEACHER = {
+    "name": "t",
+    "model_type": "bert",
+    "layers": 12,
+    "heads": 12,
+    "head_dim": 64,
+    "hidden": 768,
+    "ffn": 3072,
+    "pruned": False,
+    "group": "teacher",
+    "description": "",
+}
 
 
 def student(name, group="paper", flops=1.0, **shape):
@@ -27,6 +37,8 @@ def make_result(latencies: dict[str, float], students: dict[str, dict] | None = 
         "4AH": student("4AH", heads=4, head_dim=192),
         "4AH_pruned": student("4AH_pruned", "pruned", 0.77, heads=4, pruned=True),
     }
-    cells = tuple(Cell(n, "torch", "cpu", "fp32", 1, 128, 2, "sdpa", samples(m, seed=i), 3, 100.0, "process_peak_rss")
-                  for i, (n, m) in enumerate(latencies.items()))
+    cells = tuple(
+        Cell(n, "torch", "cpu", "fp32", 1, 128, 2, "sdpa", samples(m, seed=i), 3, 100.0, "process_peak_rss")
+        for i, (n, m) in enumerate(latencies.items())
+    )
     return ProfileResult({"cpu": "test"}, {"threads": 2}, TEACHER, students, cells)

@@ -9,8 +9,20 @@ from typer.testing import CliRunner
 from kdbench.cli import app
 
 runner = CliRunner()
-FAST = ["--batch-sizes", "1", "--seq-lens", "16", "--warmup", "1", "--warmup-time", "0", "--min-runs", "3",
-        "--min-time", "0"]
+FAST = [
+    "--batch-sizes",
+    "1",
+    "--seq-lens",
+    "16",
+    "--warmup",
+    "1",
+    "--warmup-time",
+    "0",
+    "--min-runs",
+    "3",
+    "--min-time",
+    "0",
+]
 
 
 def invoke(*args):
@@ -39,8 +51,9 @@ def test_students_table_for_the_embedded_teacher():
 
 def test_profile_end_to_end_writes_a_result_and_prints_the_verdict(tiny_teacher, tiny_zoo, tmp_path):
     out = tmp_path / "deep" / "profile.json"
-    result = invoke("profile", "--teacher", tiny_teacher, "--students-dir", tiny_zoo, "--students", "all", *FAST,
-                    "-o", out)
+    result = invoke(
+        "profile", "--teacher", tiny_teacher, "--students-dir", tiny_zoo, "--students", "all", *FAST, "-o", out
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["schema"] == "kdbench.profile" and len(data["cells"]) == 5 * 2
@@ -48,15 +61,18 @@ def test_profile_end_to_end_writes_a_result_and_prints_the_verdict(tiny_teacher,
     assert "two_heads (torch, cpu, batch 1)" in " ".join(result.output.split())
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["--students", "4Ah"], ["unknown student '4Ah' (did you mean '4AH'?)"]),
-    (["--backends", "onnx"], ["unknown backend 'onnx'", "did you mean 'onnxruntime'"]),
-    (["--batch-sizes", "1,x"], ["--batch-sizes takes comma-separated integers"]),
-    (["--batch-sizes", "0"], ["--batch-sizes must be positive"]),
-    (["--dtype", "bf16"], ["--dtype bf16 is for --device cuda"]),
-    (["--teacher", "/nonexistent/teacher-folder"], ["cannot load the config of teacher"]),
-    (["--seq-lens", "600"], ["--seq-lens 600 is longer than teacher 'roberta-base' allows (512 positions)"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["--students", "4Ah"], ["unknown student '4Ah' (did you mean '4AH'?)"]),
+        (["--backends", "onnx"], ["unknown backend 'onnx'", "did you mean 'onnxruntime'"]),
+        (["--batch-sizes", "1,x"], ["--batch-sizes takes comma-separated integers"]),
+        (["--batch-sizes", "0"], ["--batch-sizes must be positive"]),
+        (["--dtype", "bf16"], ["--dtype bf16 is for --device cuda"]),
+        (["--teacher", "/nonexistent/teacher-folder"], ["cannot load the config of teacher"]),
+        (["--seq-lens", "600"], ["--seq-lens 600 is longer than teacher 'roberta-base' allows (512 positions)"]),
+    ],
+)
 def test_bad_profile_options(args, fragments, tmp_path):
     out = tmp_path / "p.json"
     assert_user_error(invoke("profile", *args, "-o", out), *fragments)
@@ -77,19 +93,23 @@ def test_unwritable_output_fails_before_measuring(tmp_path):
     assert_user_error(invoke("profile", "-o", tmp_path), "it is a folder")
 
 
-@pytest.mark.parametrize("body,fragments", [
-    ('layers = [1\n', ["bad.toml: not valid TOML"]),
-    ('heads = 5\n', ["5 heads do not divide hidden size 32"]),
-    ('layers = 9\n', ["more than the teacher's 4"]),
-    ('hidden = 0\n', ["'hidden' is 0; sizes must be positive"]),
-    ('hidden = -8\n', ["'hidden' is -8; sizes must be positive"]),
-    ('layrs = 2\n', ["unknown field 'layrs' (did you mean 'layers'?)"]),
-])
+@pytest.mark.parametrize(
+    "body,fragments",
+    [
+        ("layers = [1\n", ["bad.toml: not valid TOML"]),
+        ("heads = 5\n", ["5 heads do not divide hidden size 32"]),
+        ("layers = 9\n", ["more than the teacher's 4"]),
+        ("hidden = 0\n", ["'hidden' is 0; sizes must be positive"]),
+        ("hidden = -8\n", ["'hidden' is -8; sizes must be positive"]),
+        ("layrs = 2\n", ["unknown field 'layrs' (did you mean 'layers'?)"]),
+    ],
+)
 def test_bad_student_files(body, fragments, tiny_teacher, tiny_zoo, tmp_path):
     (tiny_zoo / "bad.toml").write_text(body)
     out = tmp_path / "p.json"
-    result = invoke("profile", "--teacher", tiny_teacher, "--students-dir", tiny_zoo, "--students", "all", *FAST,
-                    "-o", out)
+    result = invoke(
+        "profile", "--teacher", tiny_teacher, "--students-dir", tiny_zoo, "--students", "all", *FAST, "-o", out
+    )
     assert_user_error(result, *fragments)
     assert not out.exists()
     assert_user_error(invoke("students", "--teacher", tiny_teacher, "--students-dir", tiny_zoo), *fragments)

@@ -25,8 +25,23 @@ def assert_user_error(result, *fragments):
 
 
 def base(teacher, data, zoo, out, *extra):
-    return ["distill", "--task", "rte", "--student", "half_layers", "--teacher", teacher, "--data-dir", data,
-            "--students-dir", zoo, "--output-dir", out, *FAST, *extra]
+    return [
+        "distill",
+        "--task",
+        "rte",
+        "--student",
+        "half_layers",
+        "--teacher",
+        teacher,
+        "--data-dir",
+        data,
+        "--students-dir",
+        zoo,
+        "--output-dir",
+        out,
+        *FAST,
+        *extra,
+    ]
 
 
 def test_distill_end_to_end_prints_student_beside_teacher(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
@@ -52,21 +67,29 @@ def test_corrupt_and_missing_teacher_weights(bert_teacher, glue_parquet, tiny_zo
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("extra,fragments", [
-    (["--student", "6l"], ["unknown student '6l'"]),
-    (["--task", "rtee"], ["unknown task 'rtee' (did you mean 'rte'?)"]),
-    (["--resume"], ["--resume:", "not a kdbench run"]),
-    (["--init", "copy"], ["--init is 'copy'"]),
-    (["--epochs", "0"], ["--epochs must be positive"]),
-])
+@pytest.mark.parametrize(
+    "extra,fragments",
+    [
+        (["--student", "6l"], ["unknown student '6l'"]),
+        (["--task", "rtee"], ["unknown task 'rtee' (did you mean 'rte'?)"]),
+        (["--resume"], ["--resume:", "not a kdbench run"]),
+        (["--init", "copy"], ["--init is 'copy'"]),
+        (["--epochs", "0"], ["--epochs must be positive"]),
+    ],
+)
 def test_bad_distill_options(extra, fragments, bert_teacher, glue_parquet, tiny_zoo, tmp_path):
     assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r"), *extra), *fragments)
 
 
 def test_student_the_teacher_cannot_host(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
-    (tiny_zoo / "deep.toml").write_text('layers = 9\n')
-    result = invoke(*base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r"), "--student", "deep",
-                    "--teacher-checkpoint", bert_teacher)
+    (tiny_zoo / "deep.toml").write_text("layers = 9\n")
+    result = invoke(
+        *base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r"),
+        "--student",
+        "deep",
+        "--teacher-checkpoint",
+        bert_teacher,
+    )
     assert_user_error(result, "more than the teacher's 4")
 
 
@@ -77,10 +100,13 @@ def test_missing_split_and_bad_labels(bert_teacher, glue_parquet, tiny_zoo, tmp_
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")
 def test_cuda_without_cuda(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
-    assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r"), "--device", "cuda"),
-                      "no CUDA device")
-    assert_user_error(invoke("finetune", "--task", "rte", "--teacher", bert_teacher, "--data-dir", glue_parquet,
-                             "--device", "cuda"), "no CUDA device")
+    assert_user_error(
+        invoke(*base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r"), "--device", "cuda"), "no CUDA device"
+    )
+    assert_user_error(
+        invoke("finetune", "--task", "rte", "--teacher", bert_teacher, "--data-dir", glue_parquet, "--device", "cuda"),
+        "no CUDA device",
+    )
 
 
 def test_finetune_command_caches(bert_teacher, glue_parquet):

@@ -4,16 +4,19 @@ import json
 
 import numpy as np
 import pytest
+from fixtures import make_result, student
 from typer.testing import CliRunner
 
-from fixtures import make_result, student
 from kdbench.cli import app
 from kdbench.compare import compare, parse_overrides, parse_percent, read_results
 from kdbench.errors import KdbenchError
 
 runner = CliRunner()
-STUDENTS = {"teacher": student("teacher", "teacher"), "3L": student("3L", layers=3, flops=0.25),
-            "6L": student("6L", layers=6, flops=0.5)}
+STUDENTS = {
+    "teacher": student("teacher", "teacher"),
+    "3L": student("3L", layers=3, flops=0.25),
+    "6L": student("6L", layers=6, flops=0.5),
+}
 
 
 def result_file(tmp_path, name, latencies, spread=0.01, scale=1.0, seed=0):
@@ -23,8 +26,13 @@ def result_file(tmp_path, name, latencies, spread=0.01, scale=1.0, seed=0):
 
         from fixtures import samples
 
-        res = replace(res, cells=tuple(replace(c, samples=samples(latencies[c.student] * scale, spread=spread,
-                                                                  seed=seed + i)) for i, c in enumerate(res.cells)))
+        res = replace(
+            res,
+            cells=tuple(
+                replace(c, samples=samples(latencies[c.student] * scale, spread=spread, seed=seed + i))
+                for i, c in enumerate(res.cells)
+            ),
+        )
     path = tmp_path / name
     res.save(path)
     return path
@@ -35,8 +43,16 @@ BASE = {"teacher": 0.100, "3L": 0.025, "6L": 0.050}
 
 def rows_for(tmp_path, current, **kw):
     _, b = read_results(result_file(tmp_path, "b.json", BASE))
-    _, c = read_results(result_file(tmp_path, "c.json", current, seed=kw.pop("seed", 5), spread=kw.pop("spread", 0.01),
-                                    scale=kw.pop("scale", 1.0)))
+    _, c = read_results(
+        result_file(
+            tmp_path,
+            "c.json",
+            current,
+            seed=kw.pop("seed", 5),
+            spread=kw.pop("spread", 0.01),
+            scale=kw.pop("scale", 1.0),
+        )
+    )
     return {r.student: r for r in compare(b, c, **kw)}
 
 
@@ -99,12 +115,24 @@ def _pytest_benchmark_doc(latencies, with_data):
     benches = []
     for name, m in latencies.items():
         data = list(m * (1 + 0.01 * rng.standard_normal(20)))
-        stats = {"min": min(data), "max": max(data), "mean": float(np.mean(data)), "stddev": float(np.std(data)),
-                 "median": float(np.median(data)), "rounds": 20}
+        stats = {
+            "min": min(data),
+            "max": max(data),
+            "mean": float(np.mean(data)),
+            "stddev": float(np.std(data)),
+            "median": float(np.median(data)),
+            "rounds": 20,
+        }
         if with_data:
             stats["data"] = data
-        benches.append({"name": f"test_inference[{name}-torch]", "group": "torch", "stats": stats,
-                        "extra_info": {"student": name, "grid": ["cpu", "torch", "fp32", 1, 32]}})
+        benches.append(
+            {
+                "name": f"test_inference[{name}-torch]",
+                "group": "torch",
+                "stats": stats,
+                "extra_info": {"student": name, "grid": ["cpu", "torch", "fp32", 1, 32]},
+            }
+        )
     return {"machine_info": {}, "benchmarks": benches, "version": "5.2.3"}
 
 
@@ -164,14 +192,17 @@ def test_exit_codes(tmp_path):
     assert invoke(b, folder).exit_code == 1
 
 
-@pytest.mark.parametrize("setup,args_fn,message", [
-    (None, lambda p, b: [b, p / "missing.json"], "no such file or folder"),
-    ("notjson", lambda p, b: [b, p / "x.json"], "is not valid JSON"),
-    ("foreign", lambda p, b: [b, p / "x.json"], "neither a kdbench profile result nor a pytest-benchmark"),
-    (None, lambda p, b: [b, b, "--max-slowdown", "lots"], "--max-slowdown takes a percentage"),
-    (None, lambda p, b: [b, b, "--stat", "p42"], "--stat is 'p42'"),
-    (None, lambda p, b: [b, b, "--threshold", "9L=5%"], "not in both results: 9L"),
-])
+@pytest.mark.parametrize(
+    "setup,args_fn,message",
+    [
+        (None, lambda p, b: [b, p / "missing.json"], "no such file or folder"),
+        ("notjson", lambda p, b: [b, p / "x.json"], "is not valid JSON"),
+        ("foreign", lambda p, b: [b, p / "x.json"], "neither a kdbench profile result nor a pytest-benchmark"),
+        (None, lambda p, b: [b, b, "--max-slowdown", "lots"], "--max-slowdown takes a percentage"),
+        (None, lambda p, b: [b, b, "--stat", "p42"], "--stat is 'p42'"),
+        (None, lambda p, b: [b, b, "--threshold", "9L=5%"], "not in both results: 9L"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, setup, args_fn, message):
     b = result_file(tmp_path, "b.json", BASE)
     if setup == "notjson":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from fixtures import make_result
+
 from kdbench.verdict import head_claim, head_verdicts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(*args, script="scripts/cuda_check.py"):
     cmd = ["bash", script, *args] if script.endswith(".sh") else [sys.executable, script, *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
 
 
 def test_dry_run_plans_the_whole_grid(tmp_path):
@@ -57,6 +58,11 @@ def test_achieved_tflops_and_markdown_from_a_result():
     assert teacher["tflops"] == pytest.approx(1e9 / 0.002 / 1e12, rel=0.05)  # 1 GFLOP per sequence, batch 1
     assert teacher["share_of_bf16_ceiling"] == pytest.approx(teacher["tflops"] / 100.0)
     lines = head_verdicts(result)
-    md = mod.markdown({"gpu": {"name": "Test GPU"}, "versions": {}}, {"bf16_matmul_tflops": 100.0, "matmul_n": 8,
-                      "d2d_copy_gbps": 1000.0}, rows, lines, head_claim(lines))
+    md = mod.markdown(
+        {"gpu": {"name": "Test GPU"}, "versions": {}},
+        {"bf16_matmul_tflops": 100.0, "matmul_n": 8, "d2d_copy_gbps": 1000.0},
+        rows,
+        lines,
+        head_claim(lines),
+    )
     assert "# CUDA check: Test GPU" in md and "| 4AH | fp32 | 1 | 192 |" in md

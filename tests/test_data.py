@@ -48,17 +48,33 @@ def test_tokenize_pads_nothing_and_keeps_lengths(glue_parquet, bert_teacher):
     assert len(row["input_ids"]) == row["length"] <= 8 and "labels" in row
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda root: (root / "rte" / "validation.parquet").unlink(), "has no validation split for rte"),
-    (lambda root: pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [5]}).to_parquet(
-        root / "rte" / "train.parquet"), "row 1 has label 5; rte labels are 0..1"),
-    (lambda root: pd.DataFrame({"sentence1": pd.Series([], dtype=str), "sentence2": pd.Series([], dtype=str),
-                                "label": pd.Series([], dtype=int)}).to_parquet(root / "rte" / "train.parquet"),
-     "the split is empty"),
-    (lambda root: pd.DataFrame({"text": ["a"], "label": [0]}).to_parquet(root / "rte" / "train.parquet"),
-     "missing column(s) sentence1, sentence2"),
-    (lambda root: (root / "rte" / "train.parquet").write_bytes(b"not parquet"), "not a readable parquet file"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda root: (root / "rte" / "validation.parquet").unlink(), "has no validation split for rte"),
+        (
+            lambda root: pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [5]}).to_parquet(
+                root / "rte" / "train.parquet"
+            ),
+            "row 1 has label 5; rte labels are 0..1",
+        ),
+        (
+            lambda root: pd.DataFrame(
+                {
+                    "sentence1": pd.Series([], dtype=str),
+                    "sentence2": pd.Series([], dtype=str),
+                    "label": pd.Series([], dtype=int),
+                }
+            ).to_parquet(root / "rte" / "train.parquet"),
+            "the split is empty",
+        ),
+        (
+            lambda root: pd.DataFrame({"text": ["a"], "label": [0]}).to_parquet(root / "rte" / "train.parquet"),
+            "missing column(s) sentence1, sentence2",
+        ),
+        (lambda root: (root / "rte" / "train.parquet").write_bytes(b"not parquet"), "not a readable parquet file"),
+    ],
+)
 def test_bad_local_data(glue_parquet, mutate, message):
     mutate(glue_parquet)
     with pytest.raises(KdbenchError) as err:

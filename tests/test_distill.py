@@ -4,20 +4,35 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from kdbench.distill import (DistillConfig, TrainConfig, build_student, distill, feature_loss, finetune, hard_loss,
-                             layer_map, soft_loss)
+from kdbench.distill import (
+    DistillConfig,
+    TrainConfig,
+    build_student,
+    distill,
+    feature_loss,
+    finetune,
+    hard_loss,
+    layer_map,
+    soft_loss,
+)
 from kdbench.errors import KdbenchError
 from kdbench.students import StudentShape
 
 FAST = TrainConfig(epochs=1, batch_size=8, max_seq_len=16, learning_rate=1e-3, seed=7)
 
 
-@pytest.mark.parametrize("s,t,expected", [
-    (3, 12, [0, 6, 11]), (6, 12, [0, 2, 4, 7, 9, 11]), (1, 12, [11]), (4, 4, [0, 1, 2, 3]), (2, 6, [0, 5]),
-    (9, 12, [0, 1, 3, 4, 6, 7, 8, 10, 11]),
-])
+@pytest.mark.parametrize(
+    "s,t,expected",
+    [
+        (3, 12, [0, 6, 11]),
+        (6, 12, [0, 2, 4, 7, 9, 11]),
+        (1, 12, [11]),
+        (4, 4, [0, 1, 2, 3]),
+        (2, 6, [0, 5]),
+        (9, 12, [0, 1, 3, 4, 6, 7, 8, 10, 11]),
+    ],
+)
 def test_layer_map_ties_first_and_last_and_spreads_the_rest(s, t, expected):
     assert layer_map(s, t) == expected
 
@@ -64,7 +79,9 @@ def test_init_copies_mapped_layers_embeddings_and_slices_pruned_heads(bert_teach
     half = StudentShape("half", "", "paper", 2, 4, 8, 32, 64)
     student, lmap, report = build_student(teacher, half, "teacher")
     assert lmap == [0, 3] and not report.random
-    assert torch.equal(student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[3].output.dense.weight)
+    assert torch.equal(
+        student.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[3].output.dense.weight
+    )
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
     pruned = StudentShape("p", "", "pruned", 4, 2, 8, 32, 64, 4)
     student, _, report = build_student(teacher, pruned, "teacher")
@@ -78,14 +95,22 @@ def test_init_copies_mapped_layers_embeddings_and_slices_pruned_heads(bert_teach
     assert not report.copied
 
 
-@pytest.mark.parametrize("teacher_fixture,data_fixture", [("bert_teacher", "glue_parquet"),
-                                                          ("roberta_teacher", "glue_tsv")])
+@pytest.mark.parametrize(
+    "teacher_fixture,data_fixture", [("bert_teacher", "glue_parquet"), ("roberta_teacher", "glue_tsv")]
+)
 def test_distill_writes_a_loadable_run_folder(request, teacher_fixture, data_fixture, tmp_path, tiny_zoo):
     from transformers import AutoModelForSequenceClassification
 
     teacher, data = request.getfixturevalue(teacher_fixture), request.getfixturevalue(data_fixture)
-    cfg = DistillConfig(task="rte", student="half_layers", teacher=str(teacher), students_dir=tiny_zoo,
-                        data_dir=data, output_dir=tmp_path / "run", train=FAST)
+    cfg = DistillConfig(
+        task="rte",
+        student="half_layers",
+        teacher=str(teacher),
+        students_dir=tiny_zoo,
+        data_dir=data,
+        output_dir=tmp_path / "run",
+        train=FAST,
+    )
     doc = distill(cfg, log=lambda *_: None)
     run = tmp_path / "run"
     model = AutoModelForSequenceClassification.from_pretrained(run / "student")
@@ -97,8 +122,15 @@ def test_distill_writes_a_loadable_run_folder(request, teacher_fixture, data_fix
 
 
 def test_regression_task_uses_mse_losses(bert_teacher, glue_parquet, tmp_path, tiny_zoo):
-    cfg = DistillConfig(task="stsb", student="half_layers", teacher=str(bert_teacher), students_dir=tiny_zoo,
-                        data_dir=glue_parquet, output_dir=tmp_path / "run", train=FAST)
+    cfg = DistillConfig(
+        task="stsb",
+        student="half_layers",
+        teacher=str(bert_teacher),
+        students_dir=tiny_zoo,
+        data_dir=glue_parquet,
+        output_dir=tmp_path / "run",
+        train=FAST,
+    )
     doc = distill(cfg, log=lambda *_: None)
     assert set(doc["metrics"]["validation"]) == {"pearson", "spearman"}
 
@@ -108,8 +140,13 @@ def test_teacher_fine_tuning_is_cached(bert_teacher, glue_parquet):
     first = finetune(str(bert_teacher), "cola", FAST, glue_parquet, log=logs.append)
     again = finetune(str(bert_teacher), "cola", FAST, glue_parquet, log=logs.append)
     assert first == again and "found in cache" in logs[-1]
-    other = finetune(str(bert_teacher), "cola", TrainConfig(**{**FAST.__dict__, "learning_rate": 2e-3}),
-                     glue_parquet, log=logs.append)
+    other = finetune(
+        str(bert_teacher),
+        "cola",
+        TrainConfig(**{**FAST.__dict__, "learning_rate": 2e-3}),
+        glue_parquet,
+        log=logs.append,
+    )
     assert other != first
 
 
@@ -122,8 +159,15 @@ def _weights(folder):
 def test_same_seed_repeats_exactly_on_cpu(bert_teacher, glue_parquet, tmp_path, tiny_zoo):
     runs = []
     for name in ("a", "b"):
-        cfg = DistillConfig(task="rte", student="two_heads_pruned", teacher=str(bert_teacher), students_dir=tiny_zoo,
-                            data_dir=glue_parquet, output_dir=tmp_path / name, train=FAST)
+        cfg = DistillConfig(
+            task="rte",
+            student="two_heads_pruned",
+            teacher=str(bert_teacher),
+            students_dir=tiny_zoo,
+            data_dir=glue_parquet,
+            output_dir=tmp_path / name,
+            train=FAST,
+        )
         distill(cfg, log=lambda *_: None)
         runs.append(_weights(tmp_path / name))
     assert runs[0].keys() == runs[1].keys()
@@ -134,8 +178,15 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     from transformers import Trainer
 
     train = TrainConfig(**{**FAST.__dict__, "epochs": 2})
-    cfg = DistillConfig(task="rte", student="half_layers", teacher=str(bert_teacher), students_dir=tiny_zoo,
-                        data_dir=glue_parquet, output_dir=tmp_path / "run", train=train)
+    cfg = DistillConfig(
+        task="rte",
+        student="half_layers",
+        teacher=str(bert_teacher),
+        students_dir=tiny_zoo,
+        data_dir=glue_parquet,
+        output_dir=tmp_path / "run",
+        train=train,
+    )
     finetune(str(bert_teacher), "rte", train, glue_parquet, log=lambda *_: None)  # the kill hits the student
     original = Trainer._save_checkpoint
 
@@ -158,13 +209,16 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # resumed == uninterrupted
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(task="rtee"), "unknown task 'rtee'"),
-    (dict(init="copy"), "--init is 'copy'; allowed: teacher, random"),
-    (dict(feature_loss="l1"), "--feature-loss is 'l1'"),
-    (dict(temperature=0), "--temperature must be positive"),
-    (dict(resume=True, overwrite=True), "exclude each other"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(task="rtee"), "unknown task 'rtee'"),
+        (dict(init="copy"), "--init is 'copy'; allowed: teacher, random"),
+        (dict(feature_loss="l1"), "--feature-loss is 'l1'"),
+        (dict(temperature=0), "--temperature must be positive"),
+        (dict(resume=True, overwrite=True), "exclude each other"),
+    ],
+)
 def test_config_validation(kwargs, message):
     with pytest.raises(KdbenchError) as err:
         DistillConfig(**{"task": "rte", "student": "6L", **kwargs})

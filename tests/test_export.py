@@ -11,8 +11,10 @@ from kdbench.export import ExportConfig, evaluate_run, export_run, variant_path
 from kdbench.students import StudentShape
 
 runner = CliRunner()
-SHAPES = {"pruned": StudentShape("p", "", "pruned", 2, 2, 8, 32, 64, 4),
-          "narrow": StudentShape("n", "", "paper", 2, 4, 4, 16, 64)}
+SHAPES = {
+    "pruned": StudentShape("p", "", "pruned", 2, 2, 8, 32, 64, 4),
+    "narrow": StudentShape("n", "", "paper", 2, 4, 4, 16, 64),
+}
 
 
 def make_run(folder, teacher_dir, data_dir, shape):
@@ -26,8 +28,9 @@ def make_run(folder, teacher_dir, data_dir, shape):
     model = build_model(AutoConfig.from_pretrained(teacher_dir), shape)
     model.save_pretrained(folder / "student")
     AutoTokenizer.from_pretrained(teacher_dir).save_pretrained(folder / "student")
-    (folder / "config.json").write_text(json.dumps({"task": "rte", "data_dir": str(data_dir),
-                                                    "train": {"max_seq_len": 16}}))
+    (folder / "config.json").write_text(
+        json.dumps({"task": "rte", "data_dir": str(data_dir), "train": {"max_seq_len": 16}})
+    )
     return folder
 
 
@@ -86,16 +89,36 @@ def test_profile_runs_times_the_trained_student_its_teacher_and_variants(bert_te
     from kdbench.profile import ProfileConfig, run_profile
 
     run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["pruned"])
-    (run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()),
-                                                 "student": "p", "teacher_dir": str(bert_teacher),
-                                                 "student_shape": SHAPES["pruned"].to_dict()}))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                **json.loads((run / "config.json").read_text()),
+                "student": "p",
+                "teacher_dir": str(bert_teacher),
+                "student_shape": SHAPES["pruned"].to_dict(),
+            }
+        )
+    )
     export_run(ExportConfig(run, quantize="int8", parity_samples=8), log=lambda *_: None)
-    cfg = ProfileConfig(teacher=str(bert_teacher), students="", runs=(run,), batch_sizes=(1,), seq_lens=(16,),
-                        warmup_runs=1, warmup_time_s=0, min_runs=3, min_time_s=0)
+    cfg = ProfileConfig(
+        teacher=str(bert_teacher),
+        students="",
+        runs=(run,),
+        batch_sizes=(1,),
+        seq_lens=(16,),
+        warmup_runs=1,
+        warmup_time_s=0,
+        min_runs=3,
+        min_time_s=0,
+    )
     result = run_profile(cfg)
     cells = {(c.student, c.backend) for c in result.cells}
-    assert {("rte/p", "torch"), ("rte/teacher", "torch"), ("rte/p", "onnxruntime"),
-            ("rte/p", "onnxruntime:int8")} <= cells
+    assert {
+        ("rte/p", "torch"),
+        ("rte/teacher", "torch"),
+        ("rte/p", "onnxruntime"),
+        ("rte/p", "onnxruntime:int8"),
+    } <= cells
     int8 = next(c for c in result.cells if c.backend == "onnxruntime:int8")
     assert result.reference(int8).student == "rte/teacher" and result.reference(int8).backend == "onnxruntime"
     assert result.students["rte/p"]["task"] == "rte"

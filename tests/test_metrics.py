@@ -12,11 +12,13 @@ PRED = LOGITS.argmax(-1)
 
 
 def test_classification_metrics_match_scikit_learn():
-    assert task_metrics(get_task("cola"), LOGITS, LABELS) == {"matthews_correlation": pytest.approx(
-        matthews_corrcoef(LABELS, PRED))}
+    assert task_metrics(get_task("cola"), LOGITS, LABELS) == {
+        "matthews_correlation": pytest.approx(matthews_corrcoef(LABELS, PRED))
+    }
     m = task_metrics(get_task("mrpc"), LOGITS, LABELS)
     assert m["f1"] == pytest.approx(f1_score(LABELS, PRED)) and m["accuracy"] == pytest.approx(
-        accuracy_score(LABELS, PRED))
+        accuracy_score(LABELS, PRED)
+    )
     assert main_score(get_task("mrpc"), m) == m["f1"]
     assert task_metrics(get_task("rte"), (LOGITS, "extra"), LABELS)["accuracy"] == pytest.approx(6 / 8)
 

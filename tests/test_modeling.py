@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from kdbench.flops import sequence_flops
 from kdbench.modeling import build_model, count_parameters, prune_heads
 from kdbench.students import StudentShape, load_zoo, resolve, teacher_as_student

@@ -26,8 +26,9 @@ def test_profile_of_tiny_students_on_both_backends(tiny_teacher, tiny_zoo, tmp_p
 
 
 def test_onnx_export_is_cached_by_shape(tiny_teacher, tiny_zoo):
-    cfg = ProfileConfig(teacher=str(tiny_teacher), students="half_layers", students_dir=tiny_zoo,
-                        backends=("onnxruntime",), **FAST)
+    cfg = ProfileConfig(
+        teacher=str(tiny_teacher), students="half_layers", students_dir=tiny_zoo, backends=("onnxruntime",), **FAST
+    )
     run_profile(cfg)
     descriptions = []
     run_profile(cfg, progress=lambda d, n: descriptions.append(d))
@@ -39,16 +40,19 @@ def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo):
         plan(ProfileConfig(teacher=str(tiny_teacher), students="nope", students_dir=tiny_zoo))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(device="tpu"), "--device is 'tpu'"),
-    (dict(dtype="fp8"), "--dtype is 'fp8'"),
-    (dict(dtype="bf16"), "is for --device cuda"),
-    (dict(backends=("tensorrt",)), "unknown backend 'tensorrt'"),
-    (dict(backends=("onnx_runtime",)), "did you mean 'onnxruntime'"),
-    (dict(batch_sizes=(0,)), "--batch-sizes must be positive"),
-    (dict(min_runs=1), "--min-runs must be at least 2"),
-    (dict(threads=0), "--threads must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(device="tpu"), "--device is 'tpu'"),
+        (dict(dtype="fp8"), "--dtype is 'fp8'"),
+        (dict(dtype="bf16"), "is for --device cuda"),
+        (dict(backends=("tensorrt",)), "unknown backend 'tensorrt'"),
+        (dict(backends=("onnx_runtime",)), "did you mean 'onnxruntime'"),
+        (dict(batch_sizes=(0,)), "--batch-sizes must be positive"),
+        (dict(min_runs=1), "--min-runs must be at least 2"),
+        (dict(threads=0), "--threads must be at least 1"),
+    ],
+)
 def test_config_validation_names_the_option(kwargs, message):
     with pytest.raises(KdbenchError, match=None) as err:
         ProfileConfig(**kwargs)
@@ -57,8 +61,15 @@ def test_config_validation_names_the_option(kwargs, message):
 
 @pytest.mark.gpu
 def test_cuda_profile_in_bf16(tiny_teacher, tiny_zoo):
-    cfg = ProfileConfig(teacher=str(tiny_teacher), students="two_heads", students_dir=tiny_zoo, device="cuda",
-                        dtype="bf16", backends=("torch",), **FAST)
+    cfg = ProfileConfig(
+        teacher=str(tiny_teacher),
+        students="two_heads",
+        students_dir=tiny_zoo,
+        device="cuda",
+        dtype="bf16",
+        backends=("torch",),
+        **FAST,
+    )
     result = run_profile(cfg)
     assert {c.device for c in result.cells} == {"cuda"} and result.environment["gpu"]["available"]
     assert all(c.memory_kind == "cuda_weights_plus_peak_activations" for c in result.cells)

@@ -3,16 +3,20 @@
 import json
 
 import pytest
+from fixtures import TEACHER, samples, student
 from typer.testing import CliRunner
 
-from fixtures import TEACHER, samples, student
 from kdbench.cli import app
 from kdbench.errors import KdbenchError
 from kdbench.report import collect, pareto, write_report
 from kdbench.results import Cell, ProfileResult
 
-SHAPES = {"6L": dict(layers=6), "3L": dict(layers=3), "4AH": dict(heads=4, head_dim=192),
-          "384D": dict(hidden=384, head_dim=32, ffn=1536)}
+SHAPES = {
+    "6L": dict(layers=6),
+    "3L": dict(layers=3),
+    "4AH": dict(heads=4, head_dim=192),
+    "384D": dict(hidden=384, head_dim=32, ffn=1536),
+}
 LATENCY = {"teacher": 0.100, "6L": 0.050, "3L": 0.026, "4AH": 0.100, "384D": 0.035}
 
 
@@ -20,23 +24,43 @@ def write_run(root, task, name, share, teacher_score=0.9):
     run = root / f"{task}-{name}"
     (run / "student").mkdir(parents=True)
     shape = {**TEACHER, "name": name, **SHAPES[name]}
-    (run / "metrics.json").write_text(json.dumps({
-        "schema": "kdbench.distill", "schema_version": 1, "task": task, "student": name, "metric": "accuracy",
-        "score": teacher_score * share, "teacher_score": teacher_score, "share_of_teacher": share,
-        "student_shape": shape, "teacher_shape": {**TEACHER, "name": "teacher"}}))
+    (run / "metrics.json").write_text(
+        json.dumps(
+            {
+                "schema": "kdbench.distill",
+                "schema_version": 1,
+                "task": task,
+                "student": name,
+                "metric": "accuracy",
+                "score": teacher_score * share,
+                "teacher_score": teacher_score,
+                "share_of_teacher": share,
+                "student_shape": shape,
+                "teacher_shape": {**TEACHER, "name": "teacher"},
+            }
+        )
+    )
 
 
 def write_profile(path, tasks, latency=LATENCY, grid_batch=1):
     students = {"teacher": student("teacher", "teacher"), "4AH": student("4AH", heads=4, head_dim=192)}
-    cells = [Cell(n, "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=i))
-             for i, n in enumerate(("teacher", "4AH"))]
+    cells = [
+        Cell(n, "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=i))
+        for i, n in enumerate(("teacher", "4AH"))
+    ]
     for t in tasks:
         for i, n in enumerate(("teacher", *SHAPES)):
             students[f"{t}/{n}"] = student(f"{t}/{n}", **SHAPES.get(n, {}))
-            cells.append(Cell(f"{t}/{n}", "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa",
-                              samples(latency[n], seed=10 + i)))
-    ProfileResult({"cpu": "x"}, {"threads": 2, "batch_sizes": [grid_batch], "seq_lens": [128], "device": "cpu"},
-                  TEACHER, students, tuple(cells)).save(path)
+            cells.append(
+                Cell(f"{t}/{n}", "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=10 + i))
+            )
+    ProfileResult(
+        {"cpu": "x"},
+        {"threads": 2, "batch_sizes": [grid_batch], "seq_lens": [128], "device": "cpu"},
+        TEACHER,
+        students,
+        tuple(cells),
+    ).save(path)
 
 
 def make_inputs(tmp_path, shares):
@@ -48,8 +72,10 @@ def make_inputs(tmp_path, shares):
     return [tmp_path / "runs", tmp_path / "profile.json"]
 
 
-PAPER_LIKE = {"sst2": {"6L": 0.98, "3L": 0.95, "4AH": 0.90, "384D": 0.95},
-              "rte": {"6L": 0.90, "3L": 0.85, "4AH": 0.70, "384D": 0.80}}
+PAPER_LIKE = {
+    "sst2": {"6L": 0.98, "3L": 0.95, "4AH": 0.90, "384D": 0.95},
+    "rte": {"6L": 0.90, "3L": 0.85, "4AH": 0.70, "384D": 0.80},
+}
 
 
 def verdicts(doc):
@@ -59,8 +85,12 @@ def verdicts(doc):
 def test_paper_like_data_supports_every_claim(tmp_path):
     doc = write_report(make_inputs(tmp_path, PAPER_LIKE), tmp_path / "out")
     v = verdicts(doc)
-    assert v == {"layer reduction": "holds", "fewer attention": "holds", "tasks differ": "holds",
-                 "smaller hidden": "holds"}
+    assert v == {
+        "layer reduction": "holds",
+        "fewer attention": "holds",
+        "tasks differ": "holds",
+        "smaller hidden": "holds",
+    }
     png = tmp_path / "out" / "accuracy_vs_latency.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     md = (tmp_path / "out" / "REPORT.md").read_text()
@@ -70,8 +100,10 @@ def test_paper_like_data_supports_every_claim(tmp_path):
 
 
 def test_contrary_data_fails_the_claims(tmp_path):
-    contrary = {"sst2": {"6L": 0.80, "3L": 0.70, "4AH": 0.95, "384D": 0.99},
-                "rte": {"6L": 0.99, "3L": 0.98, "4AH": 0.95, "384D": 0.99}}
+    contrary = {
+        "sst2": {"6L": 0.80, "3L": 0.70, "4AH": 0.95, "384D": 0.99},
+        "rte": {"6L": 0.99, "3L": 0.98, "4AH": 0.95, "384D": 0.99},
+    }
     v = verdicts(write_report(make_inputs(tmp_path, contrary), tmp_path / "out"))
     assert v["layer reduction"] == "does not hold" and v["fewer attention"] == "does not hold"
     assert v["tasks differ"] == "does not hold" and v["smaller hidden"] == "does not hold"
@@ -101,8 +133,10 @@ def test_cli_bad_inputs(tmp_path):
     inputs = make_inputs(tmp_path, PAPER_LIKE)
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    cases = [([str(tmp_path / "missing")], "no such file or folder"),
-             ([*map(str, inputs), "-o", str(blocker / "out")], "is not a folder")]
+    cases = [
+        ([str(tmp_path / "missing")], "no such file or folder"),
+        ([*map(str, inputs), "-o", str(blocker / "out")], "is not a folder"),
+    ]
     data = json.loads((tmp_path / "profile.json").read_text())
     (tmp_path / "v9").mkdir()
     (tmp_path / "v9" / "p.json").write_text(json.dumps({**data, "schema_version": 9}))

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from fixtures import make_result
+
 from kdbench.errors import KdbenchError
 from kdbench.io import atomic_write_text
 from kdbench.results import SCHEMA_VERSION, ProfileResult

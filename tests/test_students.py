@@ -22,13 +22,23 @@ def test_integer_is_absolute_and_float_or_ratio_is_fraction():
     assert (shape.layers, shape.heads, shape.hidden, shape.head_dim) == (3, 4, 384, 96)
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("3L", (3, 12, 64, 768, 3072)), ("6L", (6, 12, 64, 768, 3072)), ("9L", (9, 12, 64, 768, 3072)),
-    ("4AH", (12, 4, 192, 768, 3072)), ("8AH", (12, 8, 96, 768, 3072)), ("384D", (12, 12, 32, 384, 1536)),
-    ("516D", (12, 12, 43, 516, 2064)), ("6L_384D", (6, 12, 32, 384, 1536)),
-    ("4AH_pruned", (12, 4, 64, 768, 3072)), ("8AH_pruned", (12, 8, 64, 768, 3072)),
-    ("1AH", (12, 1, 768, 768, 3072)), ("6AH", (12, 6, 128, 768, 3072)),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("3L", (3, 12, 64, 768, 3072)),
+        ("6L", (6, 12, 64, 768, 3072)),
+        ("9L", (9, 12, 64, 768, 3072)),
+        ("4AH", (12, 4, 192, 768, 3072)),
+        ("8AH", (12, 8, 96, 768, 3072)),
+        ("384D", (12, 12, 32, 384, 1536)),
+        ("516D", (12, 12, 43, 516, 2064)),
+        ("6L_384D", (6, 12, 32, 384, 1536)),
+        ("4AH_pruned", (12, 4, 64, 768, 3072)),
+        ("8AH_pruned", (12, 8, 64, 768, 3072)),
+        ("1AH", (12, 1, 768, 768, 3072)),
+        ("6AH", (12, 6, 128, 768, 3072)),
+    ],
+)
 def test_shipped_zoo_gives_the_paper_shapes_for_roberta_base(name, expected):
     shape = resolve(load_zoo()[name], ROBERTA)
     assert (shape.layers, shape.heads, shape.head_dim, shape.hidden, shape.ffn) == expected
@@ -55,31 +65,37 @@ def test_default_ffn_keeps_the_teachers_ratio():
     assert resolve(spec(ffn="2x", hidden=0.5), ROBERTA).ffn == 768
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"layers": 0}, "'layers' is 0; sizes must be positive"),
-    ({"hidden": -64}, "'hidden' is -64; sizes must be positive"),
-    ({"heads": 0.0}, "'heads' is 0.0; sizes must be positive"),
-    ({"layers": 1.5}, "at most 1"),
-    ({"layers": "half"}, "allowed: a positive integer"),
-    ({"layers": True}, "allowed"),
-    ({"hiden": 0.5}, "unknown field 'hiden' (did you mean 'hidden'?)"),
-    ({"group": "papers"}, "field 'group' is 'papers'; allowed: paper, heads, pruned, custom"),
-    ({"head_dim": "wide"}, "field 'head_dim'"),
-    ({"name": ""}, "field 'name'"),
-    ({"ffn": "0x"}, "multiple must be positive"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"layers": 0}, "'layers' is 0; sizes must be positive"),
+        ({"hidden": -64}, "'hidden' is -64; sizes must be positive"),
+        ({"heads": 0.0}, "'heads' is 0.0; sizes must be positive"),
+        ({"layers": 1.5}, "at most 1"),
+        ({"layers": "half"}, "allowed: a positive integer"),
+        ({"layers": True}, "allowed"),
+        ({"hiden": 0.5}, "unknown field 'hiden' (did you mean 'hidden'?)"),
+        ({"group": "papers"}, "field 'group' is 'papers'; allowed: paper, heads, pruned, custom"),
+        ({"head_dim": "wide"}, "field 'head_dim'"),
+        ({"name": ""}, "field 'name'"),
+        ({"ffn": "0x"}, "multiple must be positive"),
+    ],
+)
 def test_bad_fields_name_the_field_and_the_allowed_values(fields, message):
     with pytest.raises(KdbenchError, match=None) as err:
         spec(**fields)
     assert message in str(err.value) and "test.toml" in str(err.value)
 
 
-@pytest.mark.parametrize("fields,message", [
-    ({"heads": 5}, "5 heads do not divide hidden size 768"),
-    ({"layers": 13}, "more than the teacher's 12"),
-    ({"heads": 13, "head_dim": "teacher"}, "exceed hidden size"),
-    ({"head_dim": 100, "heads": 2}, "does not divide hidden size"),
-])
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"heads": 5}, "5 heads do not divide hidden size 768"),
+        ({"layers": 13}, "more than the teacher's 12"),
+        ({"heads": 13, "head_dim": "teacher"}, "exceed hidden size"),
+        ({"head_dim": 100, "heads": 2}, "does not divide hidden size"),
+    ],
+)
 def test_students_the_teacher_cannot_host_are_rejected(fields, message):
     with pytest.raises(KdbenchError) as err:
         resolve(spec(**fields), ROBERTA)
@@ -87,8 +103,8 @@ def test_students_the_teacher_cannot_host_are_rejected(fields, message):
 
 
 def test_zoo_fails_loudly_on_a_malformed_file(tmp_path: Path):
-    (tmp_path / "good.toml").write_text('layers = 0.5\n')
-    (tmp_path / "broken.toml").write_text('layers = [0.5\n')
+    (tmp_path / "good.toml").write_text("layers = 0.5\n")
+    (tmp_path / "broken.toml").write_text("layers = [0.5\n")
     with pytest.raises(KdbenchError, match="broken.toml: not valid TOML"):
         load_zoo(tmp_path)
 
@@ -103,7 +119,7 @@ def test_zoo_rejects_duplicate_names_and_empty_folders(tmp_path: Path):
 
 
 def test_a_dropped_in_file_is_seen_and_named_by_its_stem(tmp_path: Path):
-    (tmp_path / "mine.toml").write_text('layers = 2\n')
+    (tmp_path / "mine.toml").write_text("layers = 2\n")
     zoo = load_zoo(tmp_path)
     assert list(zoo) == ["mine"] and zoo["mine"].group == "custom"
 

@@ -60,8 +60,13 @@ def test_resume_after_a_simulated_kill(tmp_path, bert_teacher, glue_parquet, tin
     from kdbench.distill import TrainConfig, finetune
 
     study = load_study(write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=2))
-    finetune(str(bert_teacher), "rte", TrainConfig(epochs=2, batch_size=8, max_seq_len=16, learning_rate=0.001,
-                                                   seed=7), glue_parquet, log=lambda *_: None)
+    finetune(
+        str(bert_teacher),
+        "rte",
+        TrainConfig(epochs=2, batch_size=8, max_seq_len=16, learning_rate=0.001, seed=7),
+        glue_parquet,
+        log=lambda *_: None,
+    )
     original = Trainer._save_checkpoint
 
     def save_then_die(self, *args, **kwargs):

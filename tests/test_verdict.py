@@ -1,4 +1,5 @@
 from fixtures import make_result, student
+
 from kdbench.verdict import head_claim, head_verdicts
 
 

@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from kdbench.backends import onnx_cache_path, open_session
+from kdbench.backends import config_digest, onnx_cache_path, open_session
 from kdbench.modeling import build_model
 from kdbench.profile import ProfileConfig, _inputs, plan
 
@@ -44,10 +44,17 @@ NAMES = ["teacher", *STUDENTS.split(",")]
 def test_inference(benchmark, zoo, student, backend):
     p, models = zoo
     shape, model = models[student]
-    session = open_session(backend, model, "cpu", "fp32", THREADS, onnx_cache_path(p.teacher["model_type"],
-                                                                                   shape.key()))
+    session = open_session(
+        backend,
+        model,
+        "cpu",
+        "fp32",
+        THREADS,
+        onnx_cache_path(p.teacher["model_type"], shape.key(), config_digest(model.config)),
+    )
     inputs = session.prepare(_inputs(p.teacher_config.vocab_size, BATCH, SEQ, 0))
     benchmark.group = f"{backend} b={BATCH} n={SEQ}"
-    benchmark.extra_info.update({"student": student, "grid": ["cpu", backend, "fp32", BATCH, SEQ],
-                                 "shape": shape.to_dict(), "threads": THREADS})
+    benchmark.extra_info.update(
+        {"student": student, "grid": ["cpu", backend, "fp32", BATCH, SEQ], "shape": shape.to_dict(), "threads": THREADS}
+    )
     benchmark.pedantic(session.run, args=(inputs,), rounds=20, warmup_rounds=3, iterations=1)
