@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kdbench.errors import KdbenchError
 from kdbench.profile import DEFAULTS  # light: the profile module imports torch only when it runs
@@ -36,10 +37,10 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except KdbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted; no result file was written")
+            err_console.print("interrupted; nothing half-written was left (a distillation continues with --resume)")
             raise typer.Exit(130) from None
 
     return wrapper

@@ -117,3 +117,8 @@ def test_bad_student_files(body, fragments, tiny_teacher, tiny_zoo, tmp_path):
 
 def test_missing_students_dir(tmp_path):
     assert_user_error(invoke("students", "--students-dir", tmp_path / "nope"), "does not exist")
+
+
+def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
+    result = invoke("profile", "--batch-sizes", "[1]", "-o", tmp_path / "p.json")
+    assert_user_error(result, "--batch-sizes takes comma-separated integers, e.g. 1,8; got '[1]'")
