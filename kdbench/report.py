@@ -42,17 +42,15 @@ def collect(paths: list[Path], allow_mixed: bool = False) -> Inputs:
             raise KdbenchError(f"no such file or folder: {p}")
         files += [p] if p.is_file() else sorted(p.rglob("*.json"))
     for f in files:
-        if f.name == "metrics.json" and (f.parent / "student").is_dir():
-            doc = read_json(f)
-            if doc.get("schema") != "kdbench.distill":
-                raise KdbenchError(f"{f} is not a kdbench distill metrics file")
-            doc["evals"] = [read_json(e) for e in sorted((f.parent / "eval").glob("*.json"))]
-            runs.append(doc)
-            continue
-        if f.parent.name in ("eval", "onnx", "student") or f.name in ("config.json",):
+        if f.parent.name in ("eval", "onnx", "student", "checkpoints") or f.name == "config.json":
             continue
         doc = read_json(f)
-        if isinstance(doc, dict) and doc.get("schema") == PROFILE_SCHEMA:
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("schema") == "kdbench.distill":  # a run folder's metrics.json (its student need not be there)
+            doc["evals"] = [read_json(e) for e in sorted((f.parent / "eval").glob("*.json"))]
+            runs.append(doc)
+        elif doc.get("schema") == PROFILE_SCHEMA:
             profiles.append(ProfileResult.from_dict(doc, str(f)))
     if not profiles and not runs:
         raise KdbenchError(f"found no profile results or run folders in {', '.join(map(str, paths))}")
@@ -330,8 +328,19 @@ def markdown(rows: list[dict], summary: dict, claim_list: list[Claim], fronts: d
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Accuracy (share of the teacher's score) against p50 latency at each student's reference grid point."""
+def teacher_latency(inputs: Inputs) -> dict[str, float]:
+    """Per task, the fine-tuned teacher's fastest measured p50 in ms (from `profile --runs` cells)."""
+    out: dict[str, float] = {}
+    for _pr, c in _cells(inputs):
+        if c.student.endswith("/teacher"):
+            task = c.student.split("/")[0]
+            out[task] = min(out.get(task, float("inf")), c.stats.p50 * 1e3)
+    return out
+
+
+def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None) -> None:
+    """Accuracy (share of the teacher's score) against p50 latency at each student's fastest measured configuration,
+    with each task's teacher at share 1.0 where it was profiled."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,6 +353,8 @@ def plot(rows: list[dict], path: Path) -> None:
             for r in rows
             if r["task"] == task and r["speed"]
         ]
+        if pts and task in (teachers or {}):
+            pts.append(("teacher", teachers[task], 1.0))
         if not pts:
             continue
         front = sorted((p for p in pts if p[0] in pareto(pts)), key=lambda p: p[1])
@@ -390,5 +401,5 @@ def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "report.json", doc)
     atomic_write_text(out_dir / "REPORT.md", markdown(rows, summary, claim_list, fronts))
-    plot(rows, out_dir / "accuracy_vs_latency.png")
+    plot(rows, out_dir / "accuracy_vs_latency.png", teacher_latency(inputs))
     return doc
