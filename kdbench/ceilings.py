@@ -17,31 +17,27 @@ def measure_ceilings(matmul_n: int = 8192, copy_mib: int = 1024, min_time_s: flo
     if not torch.cuda.is_available():
         raise KdbenchError("ceilings need a CUDA device; none is visible to PyTorch here")
     clock = clock_for("cuda")
+
+    def best(call) -> float:  # a ceiling is the best the card did, not the typical
+        return min(
+            measure(
+                call,
+                torch.cuda.synchronize,
+                clock,
+                warmup_runs=5,
+                min_runs=20,
+                min_time_s=min_time_s,
+                max_time_s=30.0,
+                warmup_time_s=0.5,
+            )
+        )
+
     a = torch.randn(matmul_n, matmul_n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(matmul_n, matmul_n, device="cuda", dtype=torch.bfloat16)
-    mm = measure(
-        lambda: a @ b,
-        torch.cuda.synchronize,
-        clock,
-        warmup_runs=5,
-        min_runs=20,
-        min_time_s=min_time_s,
-        max_time_s=30.0,
-        warmup_time_s=0.5,
-    )
+    best_mm = best(lambda: a @ b)
     src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    cp = measure(
-        lambda: dst.copy_(src),
-        torch.cuda.synchronize,
-        clock,
-        warmup_runs=5,
-        min_runs=20,
-        min_time_s=min_time_s,
-        max_time_s=30.0,
-        warmup_time_s=0.5,
-    )
-    best_mm, best_cp = min(mm), min(cp)  # ceilings: the best the card did, not the typical
+    best_cp = best(lambda: dst.copy_(src))
     return {
         "device": torch.cuda.get_device_name(0),
         "bf16_matmul_tflops": 2 * matmul_n**3 / best_mm / 1e12,
