@@ -5,8 +5,7 @@ Achieved TFLOP/s of a profile cell is only meaningful next to what this card rea
 
 from __future__ import annotations
 
-from kdbench.clock import clock_for
-from kdbench.errors import KdbenchError
+from kdbench.clock import check_device, clock_for
 from kdbench.profile import measure
 
 
@@ -14,8 +13,7 @@ def measure_ceilings(matmul_n: int = 8192, copy_mib: int = 1024, min_time_s: flo
     """Return {'bf16_matmul_tflops', 'd2d_copy_gbps', 'device'} measured on the current CUDA device."""
     import torch
 
-    if not torch.cuda.is_available():
-        raise KdbenchError("ceilings need a CUDA device; none is visible to PyTorch here")
+    check_device("cuda")
     clock = clock_for("cuda")
 
     def best(call) -> float:  # a ceiling is the best the card did, not the typical

@@ -62,6 +62,22 @@ class CudaClock:
         return time.perf_counter()
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device: str) -> None:
+    """Fail with one clear line for an unknown device, or CUDA asked for where PyTorch sees none."""
+    from kdbench.errors import KdbenchError
+
+    if device not in DEVICES:
+        raise KdbenchError(f"--device is {device!r}; allowed: {', '.join(DEVICES)}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
+
+
 def clock_for(device: str) -> Clock:
     """The right clock for a device ('cpu' or 'cuda')."""
     return CudaClock() if device == "cuda" else CpuClock()

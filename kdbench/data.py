@@ -197,15 +197,15 @@ def load_task(
     data_dir: Path | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
-    seed: int = 0,
+    splits: tuple[str, ...] | None = None,
 ):
-    """Train and evaluation splits as a datasets.DatasetDict, checked and optionally cut down.
+    """Train and evaluation splits (or just `splits`) as a datasets.DatasetDict, checked and optionally cut down.
 
     Cuts take the first N rows (local copies may already be shuffled, as ../shared/glue's SST-2 is).
     """
     from datasets import DatasetDict
 
-    splits = ("train", *task.eval_splits)
+    splits = splits or ("train", *task.eval_splits)
     out = {}
     for split in splits:
         if data_dir is None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kdbench import env
 from kdbench.backends import cache_root
+from kdbench.clock import DEVICES, check_device
 from kdbench.data import Task, get_task, load_task, tokenize
 from kdbench.errors import KdbenchError
 from kdbench.io import atomic_write_json, read_json
@@ -27,7 +28,6 @@ from kdbench.metrics import main_score, task_metrics
 
 FEATURE_LOSSES = ("mse", "cosine")
 INITS = ("teacher", "random")
-DEVICES = ("cpu", "cuda")
 
 
 # ------------------------------------------------------------------------------------------------ 1. configuration
@@ -297,11 +297,6 @@ def _kd_trainer_class():
 def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: list[str]):
     from transformers import TrainingArguments
 
-    if train.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
     best = f"eval_{eval_keys[0]}_{task.main_metric}" if len(eval_keys) > 1 else f"eval_{task.main_metric}"
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -393,6 +388,7 @@ def finetune(
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     task = get_task(task_name)
+    check_device(train.device)
     folder = teacher_cache_dir(teacher, task, train, data_dir)
     if (folder / "metrics.json").is_file():
         log(f"fine-tuned teacher found in cache: {folder}")
@@ -481,12 +477,11 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     from kdbench.teacher import teacher_shape
 
     task = get_task(cfg.task)
+    check_device(cfg.train.device)  # before any data or model is loaded
     run = cfg.run_dir()
     _check_run_dir(cfg, run)
     spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
     data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
-    if cfg.train.device == "cuda":
-        _training_args(cfg.train, run / "checkpoints", task, _keys(task))  # fails early without CUDA
     teacher_dir = cfg.teacher_checkpoint or str(finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log))
     teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
     shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))

@@ -63,7 +63,7 @@ def eval_data(info: dict, tokenizer, max_samples: int | None):
     """The run's task evaluation split(s), tokenised as in training."""
     task = get_task(info["task"])
     data_dir = Path(info["data_dir"]) if info.get("data_dir") else None
-    data = load_task(task, data_dir, max_train_samples=1, max_eval_samples=max_samples)
+    data = load_task(task, data_dir, max_eval_samples=max_samples, splits=task.eval_splits)
     return task, tokenize(data, task, tokenizer, info["train"]["max_seq_len"])
 
 
@@ -187,8 +187,8 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
     onnx_dir.mkdir(exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(student)
     model = AutoModelForSequenceClassification.from_pretrained(student)
-    _, tokenized = eval_data(info, tokenizer, cfg.parity_samples)
-    split = next(s for s in tokenized if s != "train")
+    task, tokenized = eval_data(info, tokenizer, cfg.parity_samples)
+    split = task.eval_splits[0]
     reference = torch_logits(model, tokenized[split], tokenizer)
     log(f"exporting {student} (opset {cfg.opset})")
     variants = {"fp32": (_export_fp32(student, onnx_dir / "fp32", cfg.opset), FP32_GOAL)}

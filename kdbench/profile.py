@@ -15,14 +15,13 @@ import numpy as np
 
 from kdbench import env
 from kdbench.backends import BACKENDS, DTYPES, check_backend, config_digest, onnx_cache_path, open_session
-from kdbench.clock import Clock, clock_for
+from kdbench.clock import DEVICES, Clock, check_device, clock_for
 from kdbench.errors import KdbenchError
 from kdbench.flops import sequence_flops
 from kdbench.results import Cell, ProfileResult
 from kdbench.students import TEACHER_NAME, StudentShape, load_zoo, resolve, select, teacher_as_student
 from kdbench.teacher import DEFAULT_TEACHER, load_teacher_config, teacher_shape
 
-DEVICES = ("cpu", "cuda")
 DEFAULT_STUDENTS = "paper,pruned"  # the paper's eight and the pruned-head variants the head verdict compares against
 
 
@@ -238,15 +237,6 @@ def describe_students(p: Plan, seq_lens: tuple[int, ...]) -> dict[str, dict]:
         }
         for s in p.shapes
     }
-
-
-def check_device(device: str) -> None:
-    """Fail with one clear line when CUDA is asked for and absent."""
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise KdbenchError("--device cuda: no CUDA device is visible to PyTorch here; use --device cpu")
 
 
 def _inputs(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:

@@ -114,7 +114,7 @@ def _train_config(study: Study, task: str, seed: int, fraction: float):
 
     fields_ = {**study.train, **study.task_train.get(task, {}), "seed": seed}
     if fraction < 1.0:
-        n = len(load_task(get_task(task), study.data_dir)["train"])
+        n = len(load_task(get_task(task), study.data_dir, splits=("train",))["train"])
         cap = fields_.get("max_train_samples") or n
         fields_["max_train_samples"] = max(1, round(min(cap, n) * fraction))
     try:
