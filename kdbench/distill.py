@@ -409,7 +409,7 @@ def finetune(
         compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
     )
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=_last_checkpoint(work / "checkpoints"))
+    trainer.train(resume_from_checkpoint=last_checkpoint(work / "checkpoints"))
     metrics = _evaluate_all(trainer, tokenized, task)
     _save_model(trainer.model, tokenizer, work / "model")
     atomic_write_json(
@@ -436,7 +436,8 @@ def _keys(task: Task):
     return [s.removeprefix("validation_") for s in task.eval_splits]
 
 
-def _last_checkpoint(folder: Path) -> str | None:
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest Trainer checkpoint folder under `folder`, or None."""
     found = sorted(
         folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
     )
@@ -456,7 +457,7 @@ def _save_model(model, tokenizer, dest: Path) -> None:
 
 def _check_run_dir(cfg: DistillConfig, run: Path) -> None:
     finished = (run / "metrics.json").is_file()
-    unfinished = _last_checkpoint(run / "checkpoints") is not None
+    unfinished = last_checkpoint(run / "checkpoints") is not None
     if cfg.resume:
         if not unfinished:
             what = "a finished run" if finished else "not a kdbench run (no checkpoints)"
@@ -512,7 +513,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
         {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)},
     )
     started = time.perf_counter()
-    trained = trainer.train(resume_from_checkpoint=_last_checkpoint(run / "checkpoints") if cfg.resume else None)
+    trained = trainer.train(resume_from_checkpoint=last_checkpoint(run / "checkpoints") if cfg.resume else None)
     wall = time.perf_counter() - started
     metrics = _evaluate_all(trainer, tokenized, task)
     teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)

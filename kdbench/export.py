@@ -199,7 +199,7 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
             else _quantize_int8(onnx_dir / "fp32", onnx_dir / name)
         )
         variants[name] = (path, goal)
-    report = _load_parity(onnx_dir)
+    report = load_parity(onnx_dir)
     for name, (path, goal) in variants.items():
         entry = {
             "path": str(path.relative_to(cfg.run_dir)),
@@ -227,7 +227,8 @@ def _extra_variants(cfg: ExportConfig) -> list[tuple[str, dict]]:
     return out
 
 
-def _load_parity(onnx_dir: Path) -> dict:
+def load_parity(onnx_dir: Path) -> dict:
+    """The parity report of a run's ONNX folder ({} before the first export)."""
     path = onnx_dir / PARITY_FILE
     return read_json(path) if path.is_file() else {}
 
@@ -235,7 +236,7 @@ def _load_parity(onnx_dir: Path) -> dict:
 def variant_path(run_dir: Path, variant: str, force: bool = False) -> Path:
     """The ONNX file of an exported variant; a variant whose parity failed is refused unless forced."""
     onnx_dir = Path(run_dir) / "onnx"
-    report = _load_parity(onnx_dir)
+    report = load_parity(onnx_dir)
     if variant not in report:
         exported = ", ".join(report) or "none"
         raise KdbenchError(

@@ -148,7 +148,7 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...]) -> lis
     """The student of a run folder and (once per task) its fine-tuned teacher."""
     from transformers import AutoConfig
 
-    from kdbench.export import _load_parity, run_info
+    from kdbench.export import load_parity, run_info
 
     info = run_info(run_dir)
     task, student = info["task"], info["student"]
@@ -156,7 +156,7 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...]) -> lis
     shape = StudentShape(
         f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"], s["hidden"], s["ffn"]
     )
-    parity = _load_parity(Path(run_dir) / "onnx")
+    parity = load_parity(Path(run_dir) / "onnx")
     variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"]}
     student_cfg = AutoConfig.from_pretrained(Path(run_dir) / "student")
     out = [
@@ -239,7 +239,8 @@ def describe_students(p: Plan, seq_lens: tuple[int, ...]) -> dict[str, dict]:
     }
 
 
-def _inputs(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
+def make_inputs(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded random token ids (no padding) for a timing call; every backend gets the same arrays."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(5, vocab_size, size=(batch, seq), dtype=np.int64)  # skip special ids at the bottom
     return {"input_ids": ids, "attention_mask": np.ones((batch, seq), dtype=np.int64)}
@@ -400,7 +401,7 @@ def run_profile(
         for label, sessions in _open_sessions(p, cfg, backend, models, progress).items():
             for seq in cfg.seq_lens:
                 for batch in cfg.batch_sizes:
-                    arrays = _inputs(vocab, batch, seq, cfg.seed)
+                    arrays = make_inputs(vocab, batch, seq, cfg.seed)
                     measured = _measure_point(cfg, sessions, arrays, clock, progress)
                     for name, (samples, (mem, kind)) in measured.items():
                         cells.append(

@@ -194,15 +194,15 @@ def cells(study: Study) -> list[Cell]:
 
 
 def _interrupted(run: Path) -> bool:
-    from kdbench.distill import _last_checkpoint
+    from kdbench.distill import last_checkpoint
 
-    return not (run / "metrics.json").is_file() and _last_checkpoint(run / "checkpoints") is not None
+    return not (run / "metrics.json").is_file() and last_checkpoint(run / "checkpoints") is not None
 
 
 def _exported(run: Path, variants: list[str]) -> bool:
-    from kdbench.export import _load_parity
+    from kdbench.export import load_parity
 
-    return all(v in _load_parity(run / "onnx") for v in variants)
+    return all(v in load_parity(run / "onnx") for v in variants)
 
 
 def _profile(study: Study, runs: list[Path]):

@@ -29,7 +29,7 @@ def main() -> None:
     from kdbench.backends import config_digest, onnx_cache_path, open_session
     from kdbench.clock import clock_for
     from kdbench.modeling import build_model
-    from kdbench.profile import ProfileConfig, _inputs, measure, plan
+    from kdbench.profile import ProfileConfig, make_inputs, measure, plan
 
     p = plan(ProfileConfig(students="3L"))
     teacher = p.shapes[0]
@@ -37,7 +37,7 @@ def main() -> None:
     model = build_model(p.teacher_config, teacher)
     path = onnx_cache_path(p.teacher["model_type"], teacher.key(), config_digest(model.config))
     session = open_session("onnxruntime", model, "cpu", "fp32", args.threads, path)
-    feeds = session.prepare(_inputs(p.teacher_config.vocab_size, args.batch, args.seq, 0))
+    feeds = session.prepare(make_inputs(p.teacher_config.vocab_size, args.batch, args.seq, 0))
     clock = clock_for("cpu")
     ours: list[float] = []
     bare: list[float] = []

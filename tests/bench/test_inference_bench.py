@@ -16,7 +16,7 @@ import pytest
 
 from kdbench.backends import config_digest, onnx_cache_path, open_session
 from kdbench.modeling import build_model
-from kdbench.profile import ProfileConfig, _inputs, plan
+from kdbench.profile import ProfileConfig, make_inputs, plan
 
 STUDENTS = os.environ.get("KDBENCH_BENCH_STUDENTS", "3L,6L_384D,4AH_pruned")
 BATCH, SEQ, THREADS = 1, 32, os.cpu_count() or 1
@@ -52,7 +52,7 @@ def test_inference(benchmark, zoo, student, backend):
         THREADS,
         onnx_cache_path(p.teacher["model_type"], shape.key(), config_digest(model.config)),
     )
-    inputs = session.prepare(_inputs(p.teacher_config.vocab_size, BATCH, SEQ, 0))
+    inputs = session.prepare(make_inputs(p.teacher_config.vocab_size, BATCH, SEQ, 0))
     benchmark.group = f"{backend} b={BATCH} n={SEQ}"
     benchmark.extra_info.update(
         {"student": student, "grid": ["cpu", backend, "fp32", BATCH, SEQ], "shape": shape.to_dict(), "threads": THREADS}
