@@ -22,6 +22,20 @@ from kdbench.students import StudentShape
 FAST = TrainConfig(epochs=1, batch_size=8, max_seq_len=16, learning_rate=1e-3, seed=7)
 
 
+def tiny_cfg(teacher, data, zoo, out, task="rte", student="half_layers", train=FAST, **kw) -> DistillConfig:
+    """A distillation of a tiny student in one fast epoch."""
+    return DistillConfig(
+        task=task,
+        student=student,
+        teacher=str(teacher),
+        students_dir=zoo,
+        data_dir=data,
+        output_dir=out,
+        train=train,
+        **kw,
+    )
+
+
 @pytest.mark.parametrize(
     "s,t,expected",
     [
@@ -102,15 +116,7 @@ def test_distill_writes_a_loadable_run_folder(request, teacher_fixture, data_fix
     from transformers import AutoModelForSequenceClassification
 
     teacher, data = request.getfixturevalue(teacher_fixture), request.getfixturevalue(data_fixture)
-    cfg = DistillConfig(
-        task="rte",
-        student="half_layers",
-        teacher=str(teacher),
-        students_dir=tiny_zoo,
-        data_dir=data,
-        output_dir=tmp_path / "run",
-        train=FAST,
-    )
+    cfg = tiny_cfg(teacher, data, tiny_zoo, tmp_path / "run")
     doc = distill(cfg, log=lambda *_: None)
     run = tmp_path / "run"
     model = AutoModelForSequenceClassification.from_pretrained(run / "student")
@@ -122,15 +128,7 @@ def test_distill_writes_a_loadable_run_folder(request, teacher_fixture, data_fix
 
 
 def test_regression_task_uses_mse_losses(bert_teacher, glue_parquet, tmp_path, tiny_zoo):
-    cfg = DistillConfig(
-        task="stsb",
-        student="half_layers",
-        teacher=str(bert_teacher),
-        students_dir=tiny_zoo,
-        data_dir=glue_parquet,
-        output_dir=tmp_path / "run",
-        train=FAST,
-    )
+    cfg = tiny_cfg(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "run", task="stsb")
     doc = distill(cfg, log=lambda *_: None)
     assert set(doc["metrics"]["validation"]) == {"pearson", "spearman"}
 
@@ -159,15 +157,7 @@ def _weights(folder):
 def test_same_seed_repeats_exactly_on_cpu(bert_teacher, glue_parquet, tmp_path, tiny_zoo):
     runs = []
     for name in ("a", "b"):
-        cfg = DistillConfig(
-            task="rte",
-            student="two_heads_pruned",
-            teacher=str(bert_teacher),
-            students_dir=tiny_zoo,
-            data_dir=glue_parquet,
-            output_dir=tmp_path / name,
-            train=FAST,
-        )
+        cfg = tiny_cfg(bert_teacher, glue_parquet, tiny_zoo, tmp_path / name, student="two_heads_pruned")
         distill(cfg, log=lambda *_: None)
         runs.append(_weights(tmp_path / name))
     assert runs[0].keys() == runs[1].keys()
@@ -178,15 +168,7 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     from transformers import Trainer
 
     train = TrainConfig(**{**FAST.__dict__, "epochs": 2})
-    cfg = DistillConfig(
-        task="rte",
-        student="half_layers",
-        teacher=str(bert_teacher),
-        students_dir=tiny_zoo,
-        data_dir=glue_parquet,
-        output_dir=tmp_path / "run",
-        train=train,
-    )
+    cfg = tiny_cfg(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "run", train=train)
     finetune(str(bert_teacher), "rte", train, glue_parquet, log=lambda *_: None)  # the kill hits the student
     original = Trainer._save_checkpoint
 
