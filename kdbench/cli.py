@@ -151,6 +151,9 @@ def profile(
             "no zoo student is added.",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --runs: also time ONNX variants whose parity check failed.")
+    ] = False,
 ) -> None:
     """Time the teacher and its students on each backend x device x batch size x sequence length.
 
@@ -188,6 +191,7 @@ def profile(
         seed=seed,
         output=output,
         runs=tuple(runs or ()),
+        force=force,
         **settings,
     )
     check_writable(cfg.output)
@@ -296,7 +300,11 @@ def distill(
         Path | None, typer.Option(help="Run folder. Default: runs/<task>/<student>-<teacher>-s<seed>.")
     ] = None,
     init: Annotated[
-        str, typer.Option(help="teacher: copy mapped layers and embeddings where shapes allow; random.")
+        str,
+        typer.Option(
+            help="teacher: copy mapped layers and embeddings where shapes allow; slice: also give narrower tensors "
+            "the teacher's leading slice (hidden-reduced students start from the teacher's first dimensions); random."
+        ),
     ] = "teacher",
     alpha_hard: Annotated[float, typer.Option(help="Weight of the label cross-entropy.")] = 0.33,
     alpha_soft: Annotated[float, typer.Option(help="Weight of the soft (teacher logits) loss.")] = 0.33,
@@ -518,10 +526,17 @@ def report(
 
     doc = write_report(list(inputs), output_dir, allow_mixed)
     table = Table(title="Students across tasks (macro average)")
-    for col in ("student", "score", "share of teacher", "tasks"):
+    for col in ("student", "score", "share of teacher", "speed-up, PyTorch", "speed-up, ONNX", "tasks"):
         table.add_column(col)
     for student, v in sorted(doc["macro"].items(), key=lambda kv: -kv[1]["macro_share"]):
-        table.add_row(student, f"{v['macro_score']:.4f}", f"{v['macro_share']:.1%}", ", ".join(v["tasks"]))
+        table.add_row(
+            student,
+            f"{v['macro_score']:.4f}",
+            f"{v['macro_share']:.1%}",
+            f"{v['torch_speedup']:.2f}x" if v["torch_speedup"] else "-",
+            f"{v['best_onnx_speedup']:.2f}x ({v['best_onnx']})" if v["best_onnx"] else "-",
+            ", ".join(v["tasks"]),
+        )
     console.print(table)
     for c in doc["claims"]:
         console.print(
@@ -544,6 +559,14 @@ def study(
     data_dir: DataDirOpt = None,
     cell: Annotated[str | None, typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
     list_cells: Annotated[bool, typer.Option("--list", help="List the cells and whether each is done.")] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K/N",
+            help="Run only shard K of N (0-based; whole runs with their exports), e.g. two processes with "
+            "OMP_NUM_THREADS=1 on one machine, or a job array; then rerun without --shard for the profile and report.",
+        ),
+    ] = None,
 ) -> None:
     """Run a whole study: every cell not yet complete, with progress and time left, then the report.
 
@@ -573,9 +596,18 @@ def study(
             eta = f"~{left / 60:.0f} min left" if left is not None else ""
             bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
 
-        ran = run_study(s, cell, progress)
+        ran = run_study(s, cell, progress, _parse_shard(shard) if shard else None)
     console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
     console.print((s.output_dir / "REPORT.md").read_text() if (s.output_dir / "REPORT.md").is_file() else "")
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    from kdbench.errors import KdbenchError
+
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and int(n) > 0):
+        raise KdbenchError(f"--shard is {text!r}; expected K/N with 0 <= K < N, e.g. 0/2")
+    return int(k), int(n)
 
 
 def main() -> None:

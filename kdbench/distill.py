@@ -27,7 +27,7 @@ from kdbench.io import atomic_write_json, read_json
 from kdbench.metrics import main_score, task_metrics
 
 FEATURE_LOSSES = ("mse", "cosine")
-INITS = ("teacher", "random")
+INITS = ("teacher", "slice", "random")
 
 
 # ------------------------------------------------------------------------------------------------ 1. configuration
@@ -74,7 +74,7 @@ class DistillConfig:
     students_dir: Path | None = None  # folder of student files (None: the shipped zoo)
     data_dir: Path | None = None  # local GLUE copy (None: the Hugging Face hub)
     output_dir: Path | None = None  # run folder (None: runs/<task>/<student>-<teacher>-s<seed>)
-    init: str = "teacher"  # teacher: copy mapped layers and embeddings where shapes allow; random: none
+    init: str = "teacher"  # teacher: copy mapped layers where shapes allow; slice: also narrower ones; random: none
     alpha_hard: float = 0.33  # weight of the cross-entropy on the labels
     alpha_soft: float = 0.33  # weight of the KL divergence to the teacher's softened logits
     alpha_feature: float = 0.33  # weight of the loss between mapped hidden states
@@ -126,7 +126,8 @@ def layer_map(student_layers: int, teacher_layers: int) -> list[int]:
 
 @dataclass
 class InitReport:
-    """Which student tensors came from the teacher: copied whole, sliced (pruned heads), or left random."""
+    """Which student tensors came from the teacher: copied whole, sliced (pruned heads, or narrower with --init
+    slice), or left random."""
 
     copied: list[str] = field(default_factory=list)
     sliced: list[str] = field(default_factory=list)
@@ -134,7 +135,7 @@ class InitReport:
 
     def summary(self) -> str:
         return (
-            f"{len(self.copied)} tensors copied, {len(self.sliced)} sliced from teacher heads, "
+            f"{len(self.copied)} tensors copied, {len(self.sliced)} sliced from the teacher's, "
             f"{len(self.random)} random"
         )
 
@@ -142,12 +143,14 @@ class InitReport:
 _LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
-def init_from_teacher(student, teacher, lmap: list[int], pruned: bool) -> InitReport:
+def init_from_teacher(student, teacher, lmap: list[int], pruned: bool, slice_all: bool = False) -> InitReport:
     """Copy teacher tensors into the student where shapes allow.
 
     A student tensor in layer i takes the teacher's tensor of layer lmap[i]; other tensors (embeddings, classifier)
     take the same name. Equal shapes are copied; for pruned-head students (teacher's head width kept) the attention
-    tensors take the teacher's first heads, matching `kdbench.modeling.prune_heads`.
+    tensors take the teacher's first heads, matching `kdbench.modeling.prune_heads`. With `slice_all` every smaller
+    tensor takes the teacher's leading slice ("weight selection"): a narrower student keeps the teacher's first
+    hidden dimensions in every layer alike, so the residual stream stays consistent from embeddings to classifier.
     """
     import torch
 
@@ -163,7 +166,9 @@ def init_from_teacher(student, teacher, lmap: list[int], pruned: bool) -> InitRe
                 param.copy_(src)
                 report.copied.append(name)
             elif (
-                pruned and src.dim() == param.dim() and all(s <= t for s, t in zip(param.shape, src.shape, strict=True))
+                (pruned or slice_all)
+                and src.dim() == param.dim()
+                and all(s <= t for s, t in zip(param.shape, src.shape, strict=True))
             ):
                 param.copy_(src[tuple(slice(0, s) for s in param.shape)])
                 report.sliced.append(name)
@@ -179,9 +184,9 @@ def build_student(teacher_model, shape, init: str):
     student = build_model(teacher_model.config, shape)  # labels and problem type follow the teacher
     lmap = layer_map(shape.layers, teacher_model.config.num_hidden_layers)
     report = (
-        init_from_teacher(student, teacher_model, lmap, shape.pruned)
-        if init == "teacher"
-        else InitReport(random=[n for n, _ in student.named_parameters()])
+        InitReport(random=[n for n, _ in student.named_parameters()])
+        if init == "random"
+        else init_from_teacher(student, teacher_model, lmap, shape.pruned, slice_all=init == "slice")
     )
     return student.train(), lmap, report
 
@@ -294,7 +299,7 @@ def _kd_trainer_class():
 
 
 # ----------------------------------------------------------------------------------- 5. fine-tuning and distilling
-def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: list[str]):
+def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: list[str], progress: bool = True):
     from transformers import TrainingArguments
 
     best = f"eval_{eval_keys[0]}_{task.main_metric}" if len(eval_keys) > 1 else f"eval_{task.main_metric}"
@@ -324,6 +329,7 @@ def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: 
         dataloader_num_workers=0,
         label_names=["labels"],
         save_safetensors=True,
+        disable_tqdm=not progress,
     )
 
 
@@ -382,9 +388,15 @@ def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Pa
 
 
 def finetune(
-    teacher: str, task_name: str, train: TrainConfig = TrainConfig(), data_dir: Path | None = None, log=print
+    teacher: str,
+    task_name: str,
+    train: TrainConfig = TrainConfig(),
+    data_dir: Path | None = None,
+    log=print,
+    progress: bool = True,
 ) -> Path:
-    """Fine-tune the teacher on the task (or reuse the cached result); return its folder."""
+    """Fine-tune the teacher on the task (or reuse the cached result); return its folder. `progress`: the Trainer's
+    progress bars (off when a caller such as `kdbench study` shows its own)."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     task = get_task(task_name)
@@ -398,7 +410,7 @@ def finetune(
     model, tokenizer = _load_pretrained(teacher, task.num_labels, "teacher")
     tokenized = tokenize(data, task, tokenizer, train.max_seq_len)
     work = folder.with_name(folder.name + ".work")
-    args = _training_args(train, work / "checkpoints", task, list(_keys(task)))
+    args = _training_args(train, work / "checkpoints", task, list(_keys(task)), progress)
     trainer = Trainer(
         model=model,
         args=args,
@@ -470,8 +482,8 @@ def _check_run_dir(cfg: DistillConfig, run: Path) -> None:
         raise KdbenchError(f"{run} holds an interrupted run; pass --resume to continue it or --overwrite")
 
 
-def distill(cfg: DistillConfig, log=print) -> dict:
-    """Run one distillation and write its run folder; return the metrics document."""
+def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
+    """Run one distillation and write its run folder; return the metrics document (`progress`: as in finetune)."""
     from transformers import DataCollatorWithPadding, set_seed
 
     from kdbench.students import load_zoo, lookup_student, resolve, teacher_as_student
@@ -483,7 +495,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     _check_run_dir(cfg, run)
     spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
     data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
-    teacher_dir = cfg.teacher_checkpoint or str(finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log))
+    teacher_dir = cfg.teacher_checkpoint or str(finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log, progress))
     teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
     shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))
     set_seed(cfg.train.seed)
@@ -496,7 +508,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
     trainer = _kd_trainer_class()(
         model=module,
-        args=_training_args(cfg.train, run / "checkpoints", task, _keys(task)),
+        args=_training_args(cfg.train, run / "checkpoints", task, _keys(task), progress),
         train_dataset=tokenized["train"],
         eval_dataset=_eval_datasets(tokenized, task),
         processing_class=tokenizer,

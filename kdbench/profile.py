@@ -48,6 +48,7 @@ class ProfileConfig:
     runs: tuple[
         Path, ...
     ] = ()  # run folders from `kdbench distill`: trained students, their teachers and ONNX variants
+    force: bool = False  # also time a run's ONNX variants whose parity check failed (their speed is still real)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -144,8 +145,9 @@ class Plan:
         return len(self.shapes) + len(self.runs)
 
 
-def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...]) -> list[RunModel]:
-    """The student of a run folder and (once per task) its fine-tuned teacher."""
+def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...], force: bool = False) -> list[RunModel]:
+    """The student of a run folder and (once per task) its fine-tuned teacher; ONNX variants whose parity check
+    failed are left out unless `force`."""
     from transformers import AutoConfig
 
     from kdbench.export import load_parity, run_info
@@ -157,7 +159,7 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...]) -> lis
         f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"], s["hidden"], s["ffn"]
     )
     parity = load_parity(Path(run_dir) / "onnx")
-    variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"]}
+    variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"] or force}
     student_cfg = AutoConfig.from_pretrained(Path(run_dir) / "student")
     out = [
         RunModel(
@@ -207,7 +209,7 @@ def plan(cfg: ProfileConfig) -> Plan:
         )
     teacher = {"name": cfg.teacher, "model_type": t.model_type, **teacher_as_student(t).to_dict()}
     seen: set[str] = set()
-    runs = tuple(m for r in cfg.runs for m in _run_models(r, seen, cfg.seq_lens))
+    runs = tuple(m for r in cfg.runs for m in _run_models(r, seen, cfg.seq_lens, cfg.force))
     return Plan(teacher_config, teacher, shapes, runs)
 
 

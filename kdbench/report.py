@@ -49,6 +49,8 @@ def collect(paths: list[Path], allow_mixed: bool = False) -> Inputs:
             continue
         if doc.get("schema") == "kdbench.distill":  # a run folder's metrics.json (its student need not be there)
             doc["evals"] = [read_json(e) for e in sorted((f.parent / "eval").glob("*.json"))]
+            parity = f.parent / "onnx" / "parity.json"
+            doc["parity"] = read_json(parity) if parity.is_file() else {}
             runs.append(doc)
         elif doc.get("schema") == PROFILE_SCHEMA:
             profiles.append(ProfileResult.from_dict(doc, str(f)))
@@ -80,29 +82,39 @@ def _cells(inputs: Inputs):
 
 
 def build_rows(inputs: Inputs) -> list[dict]:
-    """One row per (task, student) with accuracy, share of the teacher, size, and speed per grid point."""
+    """One row per run with accuracy, share of the teacher, size, and speed per grid point.
+
+    Speed is the run's own profile cell ("<task>/<student>") or, when only another task's copy of the same student was
+    profiled, that copy's: latency depends on the shape, not on the weights.
+    """
     rows = []
     for run in inputs.runs:
         task, student = run["task"], run["student"]
-        name = f"{task}/{student}"
+        recipe = _recipe(run.get("config") or {})
         row = {
             "task": task,
-            "student": student,
+            "student": f"{student} [{recipe}]" if recipe else student,
+            "recipe": recipe,
             "metric": run["metric"],
             "score": run["score"],
             "teacher_score": run["teacher_score"],
             "share": run["share_of_teacher"],
             "shape": run["student_shape"],
+            "seed": (run.get("config") or {}).get("train", {}).get("seed"),
+            "train_samples": run.get("train_samples"),
             "speed": {},
+            "speed_from": None,
             "parameters": None,
             "flops": None,
             "onnx_scores": {f"{e['backend']}:{e['variant']}": e["score"] for e in run.get("evals", [])},
+            "parity": {v: e.get("argmax_agreement") for v, e in run.get("parity", {}).items()},
         }
+        name = _profiled_name(inputs, task, student, run["student_shape"])
         for pr, c in _cells(inputs):
             if c.student != name:
                 continue
             info = pr.students[name]
-            row["parameters"], row["flops"] = info["parameters"], info["flops_per_sequence"]
+            row["parameters"], row["flops"], row["speed_from"] = info["parameters"], info["flops_per_sequence"], name
             ref = pr.reference(c)
             speed = speedup_interval(ref.samples, c.samples) if ref else None
             key = f"{c.device} {c.backend} b{c.batch_size} n{c.seq_len}"
@@ -110,9 +122,175 @@ def build_rows(inputs: Inputs) -> list[dict]:
                 "p50_ms": c.stats.p50 * 1e3,
                 "sequences_per_s": c.sequences_per_s,
                 "speedup": speed.to_dict() if speed else None,
+                "teacher_p50_ms": ref.stats.p50 * 1e3 if ref else None,
             }
         rows.append(row)
     return rows
+
+
+SHAPE_FIELDS = ("layers", "heads", "head_dim", "hidden", "ffn", "pruned")
+RECIPE_DEFAULTS = {
+    "init": "teacher",
+    "alpha_hard": 0.33,
+    "alpha_soft": 0.33,
+    "alpha_feature": 0.33,
+    "temperature": 2.0,
+    "feature_loss": "mse",
+}  # the paper's recipe (kdbench.distill.DistillConfig's defaults); runs that differ are labelled
+
+
+def _recipe(config: dict) -> str:
+    """How a run's recipe differs from the paper's, e.g. "init slice" ("" when it does not)."""
+    return ", ".join(f"{k} {config[k]}" for k, v in RECIPE_DEFAULTS.items() if k in config and config[k] != v)
+
+
+def _profiled_name(inputs: Inputs, task: str, student: str, shape: dict) -> str | None:
+    """The profile label to take a run's speed from: its own, else another trained run of the same shape."""
+    own = f"{task}/{student}"
+    names = [n for pr in inputs.profiles for n in pr.students]
+    if own in names:
+        return own
+    for pr in inputs.profiles:
+        for n, info in pr.students.items():
+            if "/" in n and all(info.get(k) == shape.get(k) for k in SHAPE_FIELDS):
+                return n
+    return None
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per (task, student) from the runs on the most training rows, averaged over seeds (score_std is the
+    sample standard deviation across seeds, None with one seed)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["student"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        full = max(r["train_samples"] or 0 for r in rs)
+        rs = [r for r in rs if (r["train_samples"] or 0) == full]
+        scores = [r["score"] for r in rs]
+        keys = {k for r in rs for k in r["onnx_scores"]}
+        out.append(
+            {
+                **rs[0],
+                "score": float(np.mean(scores)),
+                "score_std": float(np.std(scores, ddof=1)) if len(rs) > 1 else None,
+                "share": float(np.mean([r["share"] for r in rs])),
+                "seeds": sorted(r["seed"] for r in rs if r["seed"] is not None),
+                "onnx_scores": {
+                    k: float(np.mean([r["onnx_scores"][k] for r in rs if k in r["onnx_scores"]])) for k in keys
+                },
+            }
+        )
+    return out
+
+
+def train_size_curves(rows: list[dict]) -> dict[str, list[dict]]:
+    """Per "<task>/<student>" trained on more than one training-set size: score and share per size (seed 42 or the
+    first seed, so every point differs only in the data)."""
+    by: dict[str, dict[int, dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["seed"] is None, r["seed"] or 0)):
+        if r["train_samples"] is not None:
+            by.setdefault(f"{r['task']}/{r['student']}", {}).setdefault(r["train_samples"], r)
+    return {
+        k: [{"train_samples": n, "score": r["score"], "share": r["share"]} for n, r in sorted(v.items())]
+        for k, v in sorted(by.items())
+        if len(v) > 1
+    }
+
+
+def head_sweep(main: list[dict], teachers: dict[str, dict]) -> list[dict]:
+    """Students that differ from their teacher only in the number of heads (wider heads, or pruned to the teacher's
+    head width), with the teacher itself as the full-heads point, per task, fewest heads first."""
+    out = []
+    for task in sorted({r["task"] for r in main}):
+        t = teachers.get(task)
+        if not t:
+            continue
+        rs = [
+            r
+            for r in main
+            if r["task"] == task
+            and r["shape"]["layers"] == t["layers"]
+            and r["shape"]["hidden"] == t["hidden"]
+            and r["shape"]["heads"] < t["heads"]
+        ]
+        if not rs:
+            continue
+        for r in sorted(rs, key=lambda r: (r["shape"]["heads"], bool(r["shape"].get("pruned")))):
+            speed = _first(r, "torch")
+            out.append(
+                {
+                    "task": task,
+                    "heads": r["shape"]["heads"],
+                    "student": r["student"],
+                    "pruned": bool(r["shape"].get("pruned")),
+                    "score": r["score"],
+                    "share": r["share"],
+                    "p50_ms": speed["p50_ms"] if speed else None,
+                    "speedup": speed["speedup"]["value"] if speed and speed["speedup"] else None,
+                }
+            )
+        teacher = next(r for r in main if r["task"] == task)
+        out.append(
+            {
+                "task": task,
+                "heads": t["heads"],
+                "student": "teacher",
+                "pruned": False,
+                "score": teacher["teacher_score"],
+                "share": 1.0,
+                "p50_ms": next((v["teacher_p50_ms"] for r in rs if (v := _first(r, "torch"))), None),
+                "speedup": 1.0,
+            }
+        )
+    return out
+
+
+def _first_key(row: dict, backend: str) -> str | None:
+    """The row's first speed key (sorted) measured on `backend` exactly (not one of its variants)."""
+    return next((k for k in sorted(row["speed"]) if k.split(" ")[1] == backend), None)
+
+
+def _first(row: dict, backend: str) -> dict | None:
+    """The row's speed entry at its first grid point measured on `backend`."""
+    key = _first_key(row, backend)
+    return row["speed"][key] if key else None
+
+
+def deployment(main: list[dict]) -> list[dict]:
+    """Per student with ONNX evaluations: accuracy of each variant next to PyTorch's, its parity, and its latency
+    and speed-up over the teacher in eager PyTorch at the same grid point."""
+    out = []
+    for r in main:
+        if not r["onnx_scores"]:
+            continue
+        variants = {}
+        for label, score in sorted(r["onnx_scores"].items()):
+            variant = label.split(":")[1]
+            backend = "onnxruntime" if variant == "fp32" else f"onnxruntime:{variant}"
+            speed = _first(r, backend)
+            eager = _first(r, "torch")
+            variants[variant] = {
+                "score": score,
+                "delta": score - r["score"],
+                "agreement": r["parity"].get(variant),
+                "p50_ms": speed["p50_ms"] if speed else None,
+                "vs_teacher_eager": eager["teacher_p50_ms"] / speed["p50_ms"]
+                if speed and eager and eager["teacher_p50_ms"]
+                else None,
+            }
+        eager = _first(r, "torch")
+        out.append(
+            {
+                "task": r["task"],
+                "student": r["student"],
+                "torch_score": r["score"],
+                "torch_p50_ms": eager["p50_ms"] if eager else None,
+                "torch_vs_teacher": eager["speedup"]["value"] if eager and eager["speedup"] else None,
+                "variants": variants,
+            }
+        )
+    return out
 
 
 def pareto(points: list[tuple[str, float, float]]) -> set[str]:
@@ -156,14 +334,19 @@ def _by_kind(rows: list[dict], teacher_shapes: dict) -> dict[str, list[dict]]:
     return out
 
 
-def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
-    """The four claims of the paper, each with a verdict computed from the rows (or "not enough data")."""
+def teacher_shapes(inputs: Inputs) -> dict[str, dict]:
+    """Per task, the shape of the teacher its students were distilled from."""
     teachers = {run["task"]: run["teacher_shape"] for run in inputs.runs if run.get("teacher_shape")}
     for pr in inputs.profiles:  # runs written before metrics.json carried the teacher's shape
         for name, s in pr.students.items():
             if name.endswith("/teacher"):
                 teachers.setdefault(name.split("/")[0], s)
-    kinds = _by_kind(rows, teachers)
+    return teachers
+
+
+def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
+    """The four claims of the paper, each with a verdict computed from the rows (or "not enough data")."""
+    kinds = _by_kind(rows, teacher_shapes(inputs))
     out = []
 
     # 1. layer reduction loses the least accuracy per unit of speed gained
@@ -281,50 +464,198 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
 
 # ------------------------------------------------------------------------------------------------------ output
 def macro(rows: list[dict]) -> dict[str, dict]:
-    """Per student across tasks: mean score, mean share of the teacher, tasks covered."""
+    """Per student across tasks: mean score, mean share of the teacher, tasks covered, parameters, and speed-ups
+    over the teacher's eager PyTorch at the first measured grid point: eager PyTorch, and the fastest ONNX variant."""
     out: dict[str, dict] = {}
     for r in rows:
-        out.setdefault(r["student"], {"scores": [], "shares": [], "tasks": []})
+        out.setdefault(r["student"], {"scores": [], "shares": [], "tasks": [], "rows": []})
         out[r["student"]]["scores"].append(r["score"])
         out[r["student"]]["shares"].append(r["share"])
         out[r["student"]]["tasks"].append(r["task"])
+        out[r["student"]]["rows"].append(r)
     return {
-        s: {"macro_score": float(np.mean(v["scores"])), "macro_share": float(np.mean(v["shares"])), "tasks": v["tasks"]}
+        s: {
+            "macro_score": float(np.mean(v["scores"])),
+            "macro_share": float(np.mean(v["shares"])),
+            "tasks": v["tasks"],
+            "parameters": next((r["parameters"] for r in v["rows"] if r["parameters"]), None),
+            **_headline_speed(v["rows"]),
+        }
         for s, v in out.items()
     }
 
 
-def markdown(rows: list[dict], summary: dict, claim_list: list[Claim], fronts: dict[str, set]) -> str:
-    lines = ["# kdbench report", ""]
-    for task in sorted({r["task"] for r in rows}):
+def teacher_summary(main: list[dict], inputs: Inputs) -> dict:
+    """The teachers' row of the macro table: their mean score over the tasks, and what ONNX Runtime alone buys them
+    (fp32 ONNX versus eager PyTorch, at the first grid point both were measured at)."""
+    scores = {r["task"]: r["teacher_score"] for r in main}
+    eager, onnx = {}, {}
+    for _pr, c in _cells(inputs):
+        if c.student.endswith("/teacher"):
+            point = f"b{c.batch_size} n{c.seq_len}"
+            (eager if c.backend == "torch" else onnx if c.backend == "onnxruntime" else {})[point] = c.stats.p50
+    both = sorted(set(eager) & set(onnx))
+    return {
+        "macro_score": float(np.mean(list(scores.values()))) if scores else None,
+        "tasks": sorted(scores),
+        "onnx_speedup": eager[both[0]] / onnx[both[0]] if both else None,
+    }
+
+
+def _headline_speed(rows: list[dict]) -> dict:
+    """Speed-ups over the teacher in eager PyTorch at the first grid point any of `rows` was measured at."""
+    for r in rows:
+        key = _first_key(r, "torch")
+        eager = r["speed"][key] if key else None
+        if not eager or not eager["teacher_p50_ms"]:
+            continue
+        point = key.split(" ", 2)[2]
+        onnx = {
+            k.split(" ")[1]: eager["teacher_p50_ms"] / v["p50_ms"]
+            for k, v in r["speed"].items()
+            if k.split(" ")[1].startswith("onnxruntime") and k.endswith(point)
+        }
+        best = max(onnx, key=onnx.get) if onnx else None
+        return {
+            "grid_point": point,
+            "torch_speedup": eager["teacher_p50_ms"] / eager["p50_ms"],
+            "best_onnx": best,
+            "best_onnx_speedup": onnx[best] if best else None,
+        }
+    return {"grid_point": None, "torch_speedup": None, "best_onnx": None, "best_onnx_speedup": None}
+
+
+def _fmt(value: float | None, spec: str = ".4f", none: str = "-") -> str:
+    return none if value is None else format(value, spec)
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    order = ("fp32", "O1", "O2", "O3", "int8")
+    return (order.index(variant) if variant in order else len(order), variant)
+
+
+def _score(r: dict) -> str:
+    spread = f" ± {r['score_std']:.4f} (n={len(r['seeds'])})" if r.get("score_std") is not None else ""
+    return f"{r['score']:.4f}{spread}"
+
+
+def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preamble: str = "") -> str:
+    """REPORT.md: claims first, then the sweeps (heads, training-set size, seeds, deployment), then every task."""
+    main, summary = doc["main"], doc["macro"]
+    lines = ["# kdbench report", ""] + ([preamble.rstrip(), ""] if preamble else [])
+    lines += ["## The paper's claims", ""] + [f"- {c.line()}" for c in claim_list] + [""]
+    points = {v["grid_point"] for v in summary.values() if v["grid_point"]}
+    lines += [
+        "## Across tasks (macro average)",
+        "",
+        "Speed-ups are over the teacher in eager PyTorch"
+        + (f" at {', '.join(sorted(points))}" if points else "")
+        + "; the last column is the student's fastest ONNX Runtime variant.",
+        "",
+        "| student | params (M) | score | share of teacher | speed-up, PyTorch | speed-up, ONNX | tasks |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    t = doc["teacher"]
+    if t["macro_score"] is not None:
+        onnx = f"{t['onnx_speedup']:.2f}x (onnxruntime)" if t["onnx_speedup"] else "-"
+        lines.append(f"| teacher | - | {t['macro_score']:.4f} | 100.0% | 1.00x | {onnx} | {', '.join(t['tasks'])} |")
+    for s, v in sorted(summary.items(), key=lambda kv: -kv[1]["macro_share"]):
+        onnx = f"{v['best_onnx_speedup']:.2f}x ({v['best_onnx']})" if v["best_onnx"] else "-"
+        params = f"{v['parameters'] / 1e6:.1f}" if v["parameters"] else "-"
+        lines.append(
+            f"| {s} | {params} | {v['macro_score']:.4f} | {v['macro_share']:.1%} | "
+            f"{_x(v['torch_speedup'])} | {onnx} | {', '.join(v['tasks'])} |"
+        )
+    lines.append("")
+    if doc["heads"]:
+        lines += [
+            "## Number of heads",
+            "",
+            "Students that differ from the teacher only in their heads: wider heads (every projection kept) or pruned "
+            "to the teacher's head width (projections shrink). Speed: PyTorch eager, first measured grid point.",
+            "",
+            "| task | heads | student | score | share | p50 ms | speed-up |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for h in doc["heads"]:
+            lines.append(
+                f"| {h['task']} | {h['heads']} | {h['student']} | {h['score']:.4f} | {h['share']:.1%} | "
+                f"{_fmt(h['p50_ms'], '.2f')} | {_x(h['speedup'])} |"
+            )
+        lines.append("")
+    if doc["train_size"]:
+        lines += ["## Training-set size", "", "| run | training rows | score | share |", "|---|---|---|---|"]
+        for k, points in doc["train_size"].items():
+            for pt in points:
+                lines.append(f"| {k} | {pt['train_samples']} | {pt['score']:.4f} | {pt['share']:.1%} |")
+        lines.append("")
+    spread = [r for r in main if r.get("score_std") is not None]
+    if spread:
+        lines += [
+            "## Run-to-run spread (seeds)",
+            "",
+            "| task | student | seeds | mean score | std | share |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in spread:
+            lines.append(
+                f"| {r['task']} | {r['student']} | {', '.join(map(str, r['seeds']))} | {r['score']:.4f} | "
+                f"{r['score_std']:.4f} | {r['share']:.1%} |"
+            )
+        lines.append("")
+    if doc["deployment"]:
+        variants = sorted({v for d in doc["deployment"] for v in d["variants"]}, key=_variant_order)
+        lines += [
+            "## Deployment (ONNX Runtime)",
+            "",
+            "Per exported variant: its score (change against PyTorch; argmax agreement with PyTorch in the parity "
+            "check) and its speed-up over the teacher in eager PyTorch at the same grid point.",
+            "",
+            "| task | student | PyTorch score | speed-up, PyTorch | "
+            + " | ".join(f"{v} score | {v} speed-up" for v in variants)
+            + " |",
+            "|---|---|---|---|" + "---|---|" * len(variants),
+        ]
+        for d in doc["deployment"]:
+            cells = []
+            for v in variants:
+                e = d["variants"].get(v)
+                agreement = f", {e['agreement']:.1%}" if e and e["agreement"] is not None else ""
+                cells += (
+                    [f"{e['score']:.4f} ({e['delta']:+.4f}{agreement})", _x(e["vs_teacher_eager"])] if e else ["-", "-"]
+                )
+            lines.append(
+                f"| {d['task']} | {d['student']} | {d['torch_score']:.4f} | {_x(d['torch_vs_teacher'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
+        lines.append("")
+    for task in sorted({r["task"] for r in main}):
         lines += [
             f"## {task}",
             "",
             "| student | params (M) | score | teacher | share | speed (p50 ms, speed-up) | ONNX scores | Pareto |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for r in (r for r in rows if r["task"] == task):
+        for r in (r for r in main if r["task"] == task):
             speed = "; ".join(
                 f"{k}: {v['p50_ms']:.1f} ms" + (f", {v['speedup']['value']:.2f}x" if v["speedup"] else "")
                 for k, v in sorted(r["speed"].items())
             )
+            if speed and r["speed_from"] != f"{task}/{r['student']}":
+                speed += f" (measured on {r['speed_from']})"
             params = f"{r['parameters'] / 1e6:.1f}" if r["parameters"] else "-"
-            onnx = ", ".join(f"{k} {v:.3f}" for k, v in r["onnx_scores"].items()) or "-"
+            onnx = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["onnx_scores"].items())) or "-"
             front = "yes" if r["student"] in fronts.get(task, ()) else ""
             lines.append(
-                f"| {r['student']} | {params} | {r['score']:.4f} | {r['teacher_score']:.4f} | "
+                f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | "
                 f"{r['share']:.1%} | {speed or '-'} | {onnx} | {front} |"
             )
         lines.append("")
-    lines += [
-        "## Across tasks (macro average)",
-        "",
-        "| student | score | share of teacher | tasks |",
-        "|---|---|---|---|",
-    ]
-    for s, v in sorted(summary.items(), key=lambda kv: -kv[1]["macro_share"]):
-        lines.append(f"| {s} | {v['macro_score']:.4f} | {v['macro_share']:.1%} | {', '.join(v['tasks'])} |")
-    lines += ["", "## The paper's claims", ""] + [f"- {c.line()}" for c in claim_list] + [""]
     return "\n".join(lines)
 
 
@@ -374,32 +705,42 @@ def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None)
     tmp.replace(path)
 
 
-def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False) -> dict:
-    """Build the report and write REPORT.md, report.json and accuracy_vs_latency.png into `out_dir`."""
+def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False, preamble: str = "") -> dict:
+    """Build the report and write REPORT.md, report.json and accuracy_vs_latency.png into `out_dir`.
+
+    Several seeds of a (task, student) are averaged; runs on fewer training rows feed only the training-set-size
+    table. `preamble` (markdown) opens REPORT.md: the study's setup and how it differs from the paper.
+    """
     out_dir = Path(out_dir)
     check_writable(out_dir / "REPORT.md")
     inputs = collect(paths, allow_mixed)
     rows = build_rows(inputs)
+    main = aggregate(rows)
     fronts = {}
-    for task in {r["task"] for r in rows}:
+    for task in {r["task"] for r in main}:
         pts = [
             (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["score"])
-            for r in rows
+            for r in main
             if r["task"] == task and r["speed"]
         ]
         fronts[task] = pareto(pts) if pts else set()
-    summary = macro(rows)
-    claim_list = claims(rows, inputs)
+    paper = [r for r in main if not r["recipe"]]  # the claims are about the paper's recipe
+    claim_list = claims(paper, inputs)
     doc = {
         "schema": SCHEMA,
-        "schema_version": 1,
+        "schema_version": 2,
         "rows": rows,
-        "macro": summary,
+        "main": main,
+        "macro": macro(main),
+        "teacher": teacher_summary(main, inputs),
+        "heads": head_sweep(paper, teacher_shapes(inputs)),
+        "train_size": train_size_curves(rows),
+        "deployment": deployment(main),
         "pareto": {k: sorted(v) for k, v in fronts.items()},
         "claims": [c.__dict__ for c in claim_list],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "report.json", doc)
-    atomic_write_text(out_dir / "REPORT.md", markdown(rows, summary, claim_list, fronts))
-    plot(rows, out_dir / "accuracy_vs_latency.png", teacher_latency(inputs))
+    atomic_write_text(out_dir / "REPORT.md", markdown(doc, claim_list, fronts, preamble))
+    plot(main, out_dir / "accuracy_vs_latency.png", teacher_latency(inputs))
     return doc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kdbench.errors import KdbenchError
@@ -26,11 +26,29 @@ FIELDS = (
     "seeds",
     "train",
     "task_train",
+    "teacher_train",
+    "teacher_task_train",
     "train_fractions",
+    "sweeps",
     "export",
     "profile",
     "output_dir",
+    "notes",
 )
+SWEEP_FIELDS = ("name", "tasks", "students", "seeds", "train_fractions", "distill")
+DISTILL_FIELDS = ("init", "alpha_hard", "alpha_soft", "alpha_feature", "temperature", "feature_loss")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A block of distillations: every task x seed x training fraction x student."""
+
+    name: str  # shown in the report ("main" for the study's top-level grid)
+    tasks: tuple[str, ...]  # GLUE tasks
+    students: str  # names or groups, comma-separated
+    seeds: dict = field(default_factory=dict)  # task -> list of seeds; "default" for the rest
+    train_fractions: dict = field(default_factory=dict)  # task -> fractions of the training rows (1.0 = all)
+    distill: dict = field(default_factory=dict)  # DistillConfig recipe fields (init, alpha_*, ...) for this sweep
 
 
 @dataclass(frozen=True)
@@ -39,24 +57,27 @@ class Study:
 
     name: str  # shown in progress and the report
     teacher: str  # pretrained teacher: hub id or local folder
-    tasks: tuple[str, ...]  # GLUE tasks
-    students: str  # names or groups, comma-separated
+    sweeps: tuple[Sweep, ...]  # the top-level grid ("main") first, then the file's `sweeps`
     output_dir: Path  # where runs, profile and report go
     data_dir: Path | None = None  # local GLUE copy (None: the hub)
     students_dir: Path | None = None  # student files (None: the shipped zoo)
-    seeds: dict = field(default_factory=dict)  # task -> list of seeds; "default" for the rest
-    train: dict = field(default_factory=dict)  # TrainConfig fields for every run
+    train: dict = field(default_factory=dict)  # TrainConfig fields for every distillation
     task_train: dict = field(default_factory=dict)  # task -> TrainConfig fields overriding `train`
-    train_fractions: dict = field(default_factory=dict)  # task -> fractions of the training split (1.0 = all)
-    export: dict = field(default_factory=dict)  # {"optimize": "O2", "quantize": "int8"}; empty: no export
-    profile: dict = field(default_factory=dict)  # ProfileConfig fields for the trained-model profile; empty: none
+    teacher_train: dict = field(default_factory=dict)  # TrainConfig fields of the teacher fine-tunes (None: `train`)
+    teacher_task_train: dict = field(default_factory=dict)  # task -> fields overriding `teacher_train`
+    export: dict = field(default_factory=dict)  # {"optimize": "O2", "quantize": "int8", "tasks": [...]}; {}: none
+    profile: dict = field(default_factory=dict)  # ProfileConfig fields (+ "task": whose runs); {}: no profile
+    notes: str = ""  # markdown for the report: what differs from the paper's setup, and why
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task of every sweep, in first-seen order."""
+        return tuple(dict.fromkeys(t for sw in self.sweeps for t in sw.tasks))
 
 
-def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = None) -> Study:
-    """Read a study file (YAML or TOML); `teacher` and `data_dir` override the file's (they are machine paths)."""
+def _read_mapping(path: Path) -> dict:
     import tomllib
 
-    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -72,29 +93,96 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
         raise KdbenchError(f"{path}: not a valid study file ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise KdbenchError(f"{path}: a study file is a mapping of fields ({', '.join(FIELDS)})")
+    return data
+
+
+def _check_fields(where: str, data: dict, allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
     for key in data:
-        if key not in FIELDS:
-            raise KdbenchError(f"{path}: unknown field {key!r}{suggest(key, FIELDS)}; allowed: {', '.join(FIELDS)}")
-    for key in ("tasks", "students"):
+        if key not in allowed:
+            raise KdbenchError(f"{where}: unknown field {key!r}{suggest(key, allowed)}; allowed: {', '.join(allowed)}")
+    for key in required:
         if not data.get(key):
-            raise KdbenchError(f"{path}: field {key!r} is required")
+            raise KdbenchError(f"{where}: field {key!r} is required")
+
+
+def _sweep(data: dict, name: str) -> Sweep:
+    students = data["students"]
+    return Sweep(
+        name=name,
+        tasks=tuple(data["tasks"]),
+        students=",".join(students) if isinstance(students, list) else students,
+        seeds=data.get("seeds") if isinstance(data.get("seeds"), dict) else {"default": data.get("seeds", [42])},
+        train_fractions=data.get("train_fractions")
+        if isinstance(data.get("train_fractions"), dict)
+        else {"default": data.get("train_fractions", [1.0])},
+        distill=data.get("distill") or {},
+    )
+
+
+def _check_settings(path: Path, data: dict) -> None:
+    """Settings blocks name fields of the configs they feed: a typo fails here, with the allowed names."""
+    from dataclasses import fields
+
+    from kdbench.distill import TrainConfig
+    from kdbench.export import ExportConfig
+    from kdbench.profile import ProfileConfig
+
+    train = tuple(f.name for f in fields(TrainConfig))
+    blocks = {
+        "train": (train, [data.get("train")]),
+        "task_train": (train, list((data.get("task_train") or {}).values())),
+        "teacher_train": (train, [data.get("teacher_train")]),
+        "teacher_task_train": (train, list((data.get("teacher_task_train") or {}).values())),
+        "export": (("tasks", *(f.name for f in fields(ExportConfig) if f.name != "run_dir")), [data.get("export")]),
+        "profile": (
+            ("task", *(f.name for f in fields(ProfileConfig) if f.name not in ("teacher", "runs", "output"))),
+            [data.get("profile")],
+        ),
+    }
+    for name, (allowed, values) in blocks.items():
+        for value in values:
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise KdbenchError(f"{path}: field {name!r} is a mapping of settings ({', '.join(allowed)})")
+            _check_fields(f"{path}: {name}", value, allowed, ())
+
+
+def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = None) -> Study:
+    """Read a study file (YAML or TOML); `teacher` and `data_dir` override the file's (they are machine paths).
+
+    `seeds` and `train_fractions` are a list (every task) or a mapping task -> list with an optional "default".
+    """
+    path = Path(path)
+    data = _read_mapping(path)
+    _check_fields(str(path), data, FIELDS, ("tasks", "students"))
+    extra = data.get("sweeps") or []
+    if not isinstance(extra, list):
+        raise KdbenchError(f"{path}: field 'sweeps' is a list of mappings ({', '.join(SWEEP_FIELDS)})")
+    for i, sw in enumerate(extra):
+        if not isinstance(sw, dict):
+            raise KdbenchError(f"{path}: sweeps[{i}] is a mapping ({', '.join(SWEEP_FIELDS)})")
+        _check_fields(f"{path}: sweeps[{i}]", sw, SWEEP_FIELDS, ("tasks", "students"))
+        if not isinstance(sw.get("distill") or {}, dict):
+            raise KdbenchError(f"{path}: sweeps[{i}].distill is a mapping ({', '.join(DISTILL_FIELDS)})")
+        _check_fields(f"{path}: sweeps[{i}].distill", sw.get("distill") or {}, DISTILL_FIELDS, ())
+    _check_settings(path, data)
     base = path.parent
     resolve = lambda p: (Path(p) if Path(p).is_absolute() else base / p) if p else None  # noqa: E731
-    students = data["students"]
     return Study(
         name=data.get("name", path.stem),
         teacher=teacher or data.get("teacher", "roberta-base"),
-        tasks=tuple(data["tasks"]),
-        students=",".join(students) if isinstance(students, list) else students,
+        sweeps=(_sweep(data, "main"), *(_sweep(sw, sw.get("name", f"sweep{i + 1}")) for i, sw in enumerate(extra))),
         output_dir=resolve(data.get("output_dir", ".")),
         data_dir=data_dir or resolve(data.get("data_dir")),
         students_dir=resolve(data.get("students_dir")),
-        seeds=data.get("seeds", {}),
         train=data.get("train", {}),
         task_train=data.get("task_train", {}),
-        train_fractions=data.get("train_fractions", {}),
+        teacher_train=data.get("teacher_train", {}),
+        teacher_task_train=data.get("teacher_task_train", {}),
         export=data.get("export", {}),
         profile=data.get("profile", {}),
+        notes=data.get("notes", ""),
     )
 
 
@@ -103,94 +191,186 @@ class Cell:
     """One independent step of a study."""
 
     id: str  # e.g. "distill/rte/6L/s42/f1.0"; `kdbench study FILE --cell ID` runs just this one
-    kind: str  # distill, export, evaluate, profile, report
+    kind: str  # finetune, distill, export, evaluate, profile
     done: Callable[[], bool]
     run: Callable[[], object]
+    group: str = ""  # cells of one group run in order on one shard (a run's distillation, export, evaluations)
+
+
+def _config(where: str, fields_: dict):
+    from kdbench.distill import TrainConfig
+
+    try:
+        return TrainConfig(**fields_)
+    except TypeError as exc:
+        raise KdbenchError(f"study field {where!r}: {exc}") from None
+
+
+def _teacher_config(study: Study, task: str):
+    """The teacher fine-tune's settings: `teacher_train` (or `train`) with the task's overrides."""
+    base = study.teacher_train or study.train
+    overrides = study.teacher_task_train.get(task, {}) if study.teacher_train else study.task_train.get(task, {})
+    return _config("teacher_train" if study.teacher_train else "train", {**base, **overrides})
 
 
 def _train_config(study: Study, task: str, seed: int, fraction: float):
     from kdbench.data import get_task, load_task
-    from kdbench.distill import TrainConfig
 
     fields_ = {**study.train, **study.task_train.get(task, {}), "seed": seed}
     if fraction < 1.0:
         n = len(load_task(get_task(task), study.data_dir, splits=("train",))["train"])
         cap = fields_.get("max_train_samples") or n
         fields_["max_train_samples"] = max(1, round(min(cap, n) * fraction))
-    try:
-        return TrainConfig(**fields_)
-    except TypeError as exc:
-        raise KdbenchError(f"study field 'train': {exc}") from None
+    return _config("train", fields_)
 
 
-def cells(study: Study) -> list[Cell]:
-    """Every cell of the study, in the order they run."""
+def _pick(mapping: dict, task: str) -> list:
+    return list(mapping.get(task, mapping.get("default", [])))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One distillation of the study: where it goes and which sweeps asked for it."""
+
+    task: str
+    student: str
+    seed: int
+    fraction: float
+    path: Path
+    sweeps: tuple[str, ...]
+    recipe: tuple[tuple[str, object], ...] = ()  # DistillConfig fields that differ from the default recipe
+
+    @property
+    def id(self) -> str:
+        return f"{self.task}/{self.student}/s{self.seed}/f{self.fraction}{_suffix(self.recipe)}"
+
+
+def _suffix(recipe: tuple[tuple[str, object], ...]) -> str:
+    """A recipe change in run ids and folders: ("init", "slice") -> "-init-slice"."""
+    return "".join(f"-{k}-{v}" for k, v in recipe)
+
+
+def run_specs(study: Study) -> list[RunSpec]:
+    """Every distillation of every sweep, each once (a run two sweeps share is trained once)."""
     from kdbench.data import get_task
-    from kdbench.distill import DistillConfig, distill
-    from kdbench.export import ExportConfig, evaluate_run, export_run
     from kdbench.students import load_zoo, select
 
     zoo = load_zoo(study.students_dir)
-    students = [s.name for s in select(zoo, study.students)]
+    specs: dict[str, RunSpec] = {}
+    for sw in study.sweeps:
+        students = [s.name for s in select(zoo, sw.students)]
+        for task in (get_task(t).name for t in sw.tasks):
+            for seed in _pick(sw.seeds, task) or [42]:
+                for fraction in _pick(sw.train_fractions, task) or [1.0]:
+                    for student in students:
+                        recipe = tuple(sorted(sw.distill.items()))
+                        path = study.output_dir / "runs" / task / f"{student}-s{seed}-f{fraction}{_suffix(recipe)}"
+                        spec = RunSpec(task, student, seed, float(fraction), path, (sw.name,), recipe)
+                        if spec.id in specs:
+                            spec = replace(spec, sweeps=specs[spec.id].sweeps + (sw.name,))
+                        specs[spec.id] = spec
+    return list(specs.values())
+
+
+def cells(study: Study) -> list[Cell]:
+    """Every cell of the study, in the order they run: teacher fine-tunes, then per run its distillation, export and
+    evaluations, then the profile."""
+    from kdbench.distill import DistillConfig, distill, finetune
+
+    specs = run_specs(study)
     out: list[Cell] = []
-    runs: list[Path] = []
-    for task in study.tasks:
-        task = get_task(task).name
-        for seed in study.seeds.get(task, study.seeds.get("default", [42])):
-            for fraction in study.train_fractions.get(task, [1.0]):
-                for student in students:
-                    run = study.output_dir / "runs" / task / f"{student}-s{seed}-f{fraction}"
-                    runs.append(run)
-                    cfg = lambda task=task, student=student, seed=seed, fraction=fraction, run=run: DistillConfig(  # noqa: E731
-                        task=task,
-                        student=student,
-                        teacher=study.teacher,
-                        students_dir=study.students_dir,
-                        data_dir=study.data_dir,
-                        output_dir=run,
-                        train=_train_config(study, task, seed, fraction),
-                        resume=_interrupted(run),
-                    )
-                    out.append(
-                        Cell(
-                            f"distill/{task}/{student}/s{seed}/f{fraction}",
-                            "distill",
-                            lambda run=run: (run / "metrics.json").is_file(),
-                            lambda cfg=cfg: distill(cfg(), log=lambda *_: None),
-                        )
-                    )
-                    if study.export:
-                        variants = [
-                            "fp32",
-                            *(v for v in (study.export.get("optimize"), study.export.get("quantize")) if v),
-                        ]
-                        out.append(
-                            Cell(
-                                f"export/{run.relative_to(study.output_dir / 'runs')}",
-                                "export",
-                                lambda run=run, variants=variants: _exported(run, variants),
-                                lambda run=run: export_run(ExportConfig(run, **study.export), log=lambda *_: None),
-                            )
-                        )
-                        for variant in variants:
-                            out.append(
-                                Cell(
-                                    f"evaluate/{run.relative_to(study.output_dir / 'runs')}/{variant}",
-                                    "evaluate",
-                                    lambda run=run, v=variant: (run / "eval" / f"onnxruntime-{v}.json").is_file(),
-                                    lambda run=run, v=variant: evaluate_run(run, "onnxruntime", v),
-                                )
-                            )
+    teachers: dict[str, Callable[[], str]] = {}
+    for task in dict.fromkeys(s.task for s in specs):
+        folder = _teacher_folder(study, task)
+        # a distillation run on its own (--cell) fine-tunes its teacher first; otherwise this finds it cached
+        teachers[task] = lambda task=task: str(
+            finetune(study.teacher, task, _teacher_config(study, task), study.data_dir, lambda *_: None, False)
+        )
+        out.append(
+            Cell(
+                f"finetune/{task}",
+                "finetune",
+                lambda folder=folder: (folder / "metrics.json").is_file(),
+                teachers[task],
+            )
+        )
+    export = {k: v for k, v in study.export.items() if k != "tasks"}
+    export_tasks = set(study.export.get("tasks") or study.tasks)
+    for spec in specs:
+        cfg = lambda spec=spec: DistillConfig(  # noqa: E731
+            task=spec.task,
+            student=spec.student,
+            teacher=study.teacher,
+            teacher_checkpoint=teachers[spec.task](),
+            students_dir=study.students_dir,
+            data_dir=study.data_dir,
+            output_dir=spec.path,
+            train=_train_config(study, spec.task, spec.seed, spec.fraction),
+            resume=_interrupted(spec.path),
+            **dict(spec.recipe),
+        )
+        out.append(
+            Cell(
+                f"distill/{spec.id}",
+                "distill",
+                lambda run=spec.path: (run / "metrics.json").is_file(),
+                lambda cfg=cfg: distill(cfg(), log=lambda *_: None, progress=False),
+                spec.id,
+            )
+        )
+        if study.export and spec.task in export_tasks:
+            out += _export_cells(spec, export)
     if study.profile:
         out.append(
             Cell(
                 "profile",
                 "profile",
                 lambda: (study.output_dir / "profile.json").is_file(),
-                lambda: _profile(study, runs),
+                lambda: _profile(study, _profiled(study, specs)),
             )
         )
     return out
+
+
+def _export_cells(spec: RunSpec, export: dict) -> list[Cell]:
+    from kdbench.export import ExportConfig, evaluate_run, export_run
+
+    run = spec.path
+    variants = ["fp32", *(v for v in (export.get("optimize"), export.get("quantize")) if v)]
+    out = [
+        Cell(
+            f"export/{spec.id}",
+            "export",
+            lambda: _exported(run, variants),
+            lambda: export_run(ExportConfig(run, **export), log=lambda *_: None),
+            spec.id,
+        )
+    ]
+    for variant in variants:
+        out.append(
+            Cell(
+                f"evaluate/{spec.id}/{variant}",
+                "evaluate",
+                lambda v=variant: (run / "eval" / f"onnxruntime-{v}.json").is_file(),
+                # forced: a variant that failed its parity check is still scored (the report shows the parity)
+                lambda v=variant: evaluate_run(run, "onnxruntime", v, force=True),
+                spec.id,
+            )
+        )
+    return out
+
+
+def _profiled(study: Study, specs: list[RunSpec]) -> list[Path]:
+    """The runs the profile times: all, or with `profile.task` one task's runs at its first seed, all the data and
+    the default recipe (speed depends on the shape only, so one trained copy per student is enough)."""
+    task = study.profile.get("task")
+    if task is None:
+        return [s.path for s in specs]
+    chosen: dict[str, Path] = {}
+    for s in specs:
+        if s.task == task and s.fraction == 1.0 and not s.recipe:
+            chosen.setdefault(s.student, s.path)
+    return list(chosen.values())
 
 
 def _interrupted(run: Path) -> bool:
@@ -208,26 +388,76 @@ def _exported(run: Path, variants: list[str]) -> bool:
 def _profile(study: Study, runs: list[Path]):
     from kdbench.profile import ProfileConfig, run_profile
 
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in study.profile.items()}
-    cfg = ProfileConfig(
-        teacher=study.teacher, students="", runs=tuple(runs), output=study.output_dir / "profile.json", **settings
-    )
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in study.profile.items() if k != "task"}
+    # forced: the report shows each variant's parity next to its speed and accuracy
+    settings = {"students": "", "students_dir": study.students_dir, "force": True, **settings}
+    try:
+        cfg = ProfileConfig(
+            teacher=study.teacher, runs=tuple(runs), output=study.output_dir / "profile.json", **settings
+        )
+    except TypeError as exc:
+        raise KdbenchError(f"study field 'profile': {exc}") from None
     result = run_profile(cfg)
     result.save(cfg.output)
     return result
 
 
+LOG = "study-log"  # one JSON per finished cell (kind, seconds, when): the ETA's history and the compute table
+
+
+def _read_log(study: Study) -> dict[str, dict]:
+    """Finished cells' records by cell id (one file each, so shards on several machines never overwrite another's)."""
+    from kdbench.io import read_json
+
+    root = study.output_dir / LOG
+    return {str(f.relative_to(root).with_suffix("")): read_json(f) for f in sorted(root.rglob("*.json"))}
+
+
+def _run_cell(study: Study, cell: Cell) -> float:
+    """Run one cell and record its duration in the study log."""
+    import datetime
+
+    from kdbench.io import atomic_write_json
+
+    started = time.perf_counter()
+    cell.run()
+    seconds = time.perf_counter() - started
+    record = {
+        "kind": cell.kind,
+        "seconds": round(seconds, 2),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    atomic_write_json(study.output_dir / LOG / f"{cell.id}.json", record)
+    return seconds
+
+
+def shard_cells(all_cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
+    """Shard K of N (0-based): every N-th run with its export and evaluations, and every N-th teacher fine-tune.
+    The profile belongs to no shard: it times alone, after the shards (an unsharded rerun does it and the report)."""
+    k, n = shard
+    if not 0 <= k < n:
+        raise KdbenchError(f"--shard {k}/{n}: K must be 0 to {n - 1}")
+    groups = list(dict.fromkeys(c.group or c.id for c in all_cells if c.kind != "profile"))
+    mine = {g for i, g in enumerate(groups) if i % n == k}
+    return [c for c in all_cells if c.kind != "profile" and (c.group or c.id) in mine]
+
+
 def run_study(
-    study: Study, only: str | None = None, progress: Callable[[str, int, int, float | None], None] | None = None
+    study: Study,
+    only: str | None = None,
+    progress: Callable[[str, int, int, float | None], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[str]:
-    """Run the pending cells (or just `only`), then the report; return the ids that ran.
+    """Run the pending cells (or just `only`, or shard K of N), then the report; return the ids that ran.
 
     `progress(cell_id, done, total, seconds_left)` is called before each cell; the estimate of time left is the mean
-    duration of the cells of each kind run so far, times the pending cells of that kind.
+    duration of the cells of each kind finished so far (this session or an earlier one, from the study log), times
+    the pending cells of that kind. Shards write no report: several of them run at once.
     """
-    from kdbench.report import write_report
+    import datasets
 
-    all_cells = cells(study)
+    datasets.disable_progress_bars()  # the study shows one progress bar of its own, not one per tokenisation
+    all_cells = cells(study) if shard is None else shard_cells(cells(study), shard)
     if only is not None:
         chosen = [c for c in all_cells if c.id == only]
         if not chosen:
@@ -236,25 +466,102 @@ def run_study(
             )
         if chosen[0].done():
             return []
-        chosen[0].run()
+        _run_cell(study, chosen[0])
         return [only]
     pending = [c for c in all_cells if not c.done()]
-    ran, durations = [], {}
+    durations: dict[str, list[float]] = {}
+    for entry in _read_log(study).values():
+        durations.setdefault(entry["kind"], []).append(entry["seconds"])
+    ran = []
     for i, cell in enumerate(pending):
         if progress:
             progress(cell.id, len(all_cells) - len(pending) + i, len(all_cells), _eta(pending[i:], durations))
-        started = time.perf_counter()
-        cell.run()
-        durations.setdefault(cell.kind, []).append(time.perf_counter() - started)
+        durations.setdefault(cell.kind, []).append(_run_cell(study, cell))
         ran.append(cell.id)
-    inputs = [study.output_dir / "runs"] + ([study.output_dir / "profile.json"] if study.profile else [])
-    write_report([p for p in inputs if p.exists()], study.output_dir)
+    if shard is None:
+        write_study_report(study)
     return ran
 
 
+def write_study_report(study: Study) -> dict:
+    """The report of what the study has produced so far, opened by its setup and compute time."""
+    from kdbench.report import write_report
+
+    inputs = [study.output_dir / "runs"] + ([study.output_dir / "profile.json"] if study.profile else [])
+    return write_report([p for p in inputs if p.exists()], study.output_dir, preamble=preamble(study))
+
+
 def _eta(pending: list[Cell], durations: dict[str, list[float]]) -> float | None:
-    known = {k: sum(v) / len(v) for k, v in durations.items()}
+    known = {k: sum(v) / len(v) for k, v in durations.items() if v}
     if not known:
         return None
     fallback = max(known.values())
     return sum(known.get(c.kind, fallback) for c in pending)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def _budget(fields_: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in fields_.items()) or "defaults"
+
+
+def preamble(study: Study) -> str:
+    """REPORT.md's opening: the study's setup as run (teacher, sweeps, budgets) and its compute time by cell kind."""
+    from kdbench.io import read_json
+
+    teacher = Path(study.teacher).name if Path(study.teacher).exists() else study.teacher
+    lines = [
+        f"Study **{study.name}**: teacher `{teacher}`, tasks {', '.join(study.tasks)}. "
+        "Regenerate with `kdbench study` on the study file next to this report.",
+        "",
+        "| sweep | tasks | students | seeds | training fractions | recipe |",
+        "|---|---|---|---|---|---|",
+    ]
+    for sw in study.sweeps:
+        seeds = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sw.seeds.items())
+        fractions = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sw.train_fractions.items())
+        recipe = _budget(sw.distill) if sw.distill else "paper"
+        lines.append(f"| {sw.name} | {', '.join(sw.tasks)} | {sw.students} | {seeds} | {fractions} | {recipe} |")
+    lines += [
+        "",
+        f"- Teacher fine-tunes: {_budget(study.teacher_train or study.train)}"
+        + "".join(f"; {t}: {_budget(v)}" for t, v in (study.teacher_task_train or study.task_train).items()),
+        f"- Distillations: {_budget(study.train)}"
+        + "".join(f"; {t}: {_budget(v)}" for t, v in study.task_train.items()),
+    ]
+    if study.export:
+        lines.append(f"- Export: {_budget(study.export)}")
+    if study.profile:
+        lines.append(f"- Profile: {_budget(study.profile)}")
+    log = _read_log(study)
+    by_kind: dict[str, list[float]] = {}
+    for entry in log.values():
+        by_kind.setdefault(entry["kind"], []).append(entry["seconds"])
+    # teacher fine-tunes found in the cache ran before this study's log: their own metrics hold their time
+    reused = []
+    for cell in cells(study):
+        if cell.kind == "finetune" and cell.id not in log and cell.done():
+            folder = _teacher_folder(study, cell.id.split("/")[1])
+            reused.append(read_json(folder / "metrics.json").get("wall_s", 0.0))
+    if by_kind or reused:
+        lines += ["", "| compute (this machine) | cells | wall time |", "|---|---|---|"]
+        for kind, secs in sorted(by_kind.items()):
+            lines.append(f"| {kind} | {len(secs)} | {_duration(sum(secs))} |")
+        if reused:
+            lines.append(f"| finetune (reused from the cache) | {len(reused)} | {_duration(sum(reused))} |")
+        total = sum(sum(v) for v in by_kind.values()) + sum(reused)
+        lines.append(f"| **total** | {sum(map(len, by_kind.values())) + len(reused)} | **{_duration(total)}** |")
+    if study.notes:
+        lines += ["", study.notes.rstrip()]
+    return "\n".join(lines)
+
+
+def _teacher_folder(study: Study, task: str) -> Path:
+    from kdbench.data import get_task
+    from kdbench.distill import teacher_cache_dir
+
+    return teacher_cache_dir(study.teacher, get_task(task), _teacher_config(study, task), study.data_dir)

@@ -25,7 +25,7 @@ def run(*args, script="scripts/cuda_check.py"):
 def test_dry_run_plans_the_whole_grid(tmp_path):
     r = run(str(tmp_path / "out"), "--dry-run", script="scripts/cuda_check.sh")
     assert r.returncode == 0, r.stderr
-    assert "plan:" in r.stdout and "15 models x 2 dtypes" in r.stdout and "dry run" in r.stdout
+    assert "plan:" in r.stdout and "19 models x 2 dtypes" in r.stdout and "dry run" in r.stdout
 
 
 def test_dry_run_checks_the_carried_data(tmp_path, glue_parquet, bert_teacher):

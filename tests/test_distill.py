@@ -105,6 +105,11 @@ def test_init_copies_mapped_layers_embeddings_and_slices_pruned_heads(bert_teach
     narrow = StudentShape("n", "", "paper", 4, 4, 4, 16, 64)
     _, _, report = build_student(teacher, narrow, "teacher")
     assert "bert.embeddings.word_embeddings.weight" in report.random
+    student, _, report = build_student(teacher, narrow, "slice")  # weight selection: the leading dimensions
+    assert not report.random and "bert.embeddings.word_embeddings.weight" in report.sliced
+    w = student.bert.encoder.layer[3].intermediate.dense.weight
+    assert w.shape == (64, 16) and torch.equal(w, teacher.bert.encoder.layer[3].intermediate.dense.weight[:, :16])
+    assert torch.equal(student.bert.embeddings.LayerNorm.weight, teacher.bert.embeddings.LayerNorm.weight[:16])
     _, _, report = build_student(teacher, half, "random")
     assert not report.copied
 
@@ -195,7 +200,7 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     "kwargs,message",
     [
         (dict(task="rtee"), "unknown task 'rtee'"),
-        (dict(init="copy"), "--init is 'copy'; allowed: teacher, random"),
+        (dict(init="copy"), "--init is 'copy'; allowed: teacher, slice, random"),
         (dict(feature_loss="l1"), "--feature-loss is 'l1'"),
         (dict(temperature=0), "--temperature must be positive"),
         (dict(resume=True, overwrite=True), "exclude each other"),

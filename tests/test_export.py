@@ -1,6 +1,7 @@
 """export and evaluate on tiny run folders built in code: pruned-head and narrow students, a broken ONNX file."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -85,20 +86,19 @@ def test_cli_bad_inputs(tmp_path, bert_teacher, glue_parquet):
     assert ok.exit_code == 0 and "parity passed" in ok.output
 
 
+def profilable_run(tmp_path, bert_teacher, glue_parquet, shape: str):
+    """A run folder whose config names its student, teacher and shape, as `kdbench distill` writes it."""
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES[shape])
+    config = json.loads((run / "config.json").read_text())
+    config.update(student="p", teacher_dir=str(bert_teacher), student_shape=SHAPES[shape].to_dict())
+    (run / "config.json").write_text(json.dumps(config))
+    return run
+
+
 def test_profile_runs_times_the_trained_student_its_teacher_and_variants(bert_teacher, glue_parquet, tmp_path):
     from kdbench.profile import ProfileConfig, run_profile
 
-    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["pruned"])
-    (run / "config.json").write_text(
-        json.dumps(
-            {
-                **json.loads((run / "config.json").read_text()),
-                "student": "p",
-                "teacher_dir": str(bert_teacher),
-                "student_shape": SHAPES["pruned"].to_dict(),
-            }
-        )
-    )
+    run = profilable_run(tmp_path, bert_teacher, glue_parquet, "pruned")
     export_run(ExportConfig(run, quantize="int8", parity_samples=8), log=lambda *_: None)
     cfg = ProfileConfig(
         teacher=str(bert_teacher),
@@ -122,3 +122,18 @@ def test_profile_runs_times_the_trained_student_its_teacher_and_variants(bert_te
     int8 = next(c for c in result.cells if c.backend == "onnxruntime:int8")
     assert result.reference(int8).student == "rte/teacher" and result.reference(int8).backend == "onnxruntime"
     assert result.students["rte/p"]["task"] == "rte"
+
+
+def test_profile_runs_leaves_out_a_failed_variant_unless_forced(bert_teacher, glue_parquet, tmp_path):
+    from kdbench.profile import ProfileConfig, plan
+
+    run = profilable_run(tmp_path, bert_teacher, glue_parquet, "narrow")
+    export_run(ExportConfig(run, quantize="int8", parity_samples=8), log=lambda *_: None)
+    report = json.loads((run / "onnx" / "parity.json").read_text())
+    report["int8"]["passed"] = False
+    (run / "onnx" / "parity.json").write_text(json.dumps(report))
+    cfg = ProfileConfig(teacher=str(bert_teacher), students="", runs=(run,), seq_lens=(16,))
+    (student,) = [m for m in plan(cfg).runs if not m.name.endswith("/teacher")]
+    assert set(student.variants) == {"fp32"}
+    (student,) = [m for m in plan(replace(cfg, force=True)).runs if not m.name.endswith("/teacher")]
+    assert set(student.variants) == {"fp32", "int8"}

@@ -13,17 +13,36 @@ from kdbench.results import Cell, ProfileResult
 
 SHAPES = {
     "6L": dict(layers=6),
+    "2AH": dict(heads=2, head_dim=384),
+    "2AH_pruned": dict(heads=2, pruned=True),
     "3L": dict(layers=3),
     "4AH": dict(heads=4, head_dim=192),
     "384D": dict(hidden=384, head_dim=32, ffn=1536),
 }
-LATENCY = {"teacher": 0.100, "6L": 0.050, "3L": 0.026, "4AH": 0.100, "384D": 0.035}
+LATENCY = {
+    "teacher": 0.100,
+    "6L": 0.050,
+    "2AH": 0.100,
+    "2AH_pruned": 0.080,
+    "3L": 0.026,
+    "4AH": 0.100,
+    "384D": 0.035,
+}
 
 
-def write_run(root, task, name, share, teacher_score=0.9):
-    run = root / f"{task}-{name}"
+def write_run(
+    root, task, name, share, teacher_score=0.9, seed=42, train_samples=100, evals=None, parity=None, init="teacher"
+):
+    run = root / f"{task}-{name}-s{seed}-n{train_samples}-{init}"
     (run / "student").mkdir(parents=True)
     shape = {**TEACHER, "name": name, **SHAPES[name]}
+    for variant, score in (evals or {}).items():
+        (run / "eval").mkdir(exist_ok=True)
+        doc = {"backend": "onnxruntime", "variant": variant, "score": score}
+        (run / "eval" / f"onnxruntime-{variant}.json").write_text(json.dumps(doc))
+    if parity:
+        (run / "onnx").mkdir()
+        (run / "onnx" / "parity.json").write_text(json.dumps({v: {"argmax_agreement": a} for v, a in parity.items()}))
     (run / "metrics.json").write_text(
         json.dumps(
             {
@@ -37,6 +56,8 @@ def write_run(root, task, name, share, teacher_score=0.9):
                 "share_of_teacher": share,
                 "student_shape": shape,
                 "teacher_shape": {**TEACHER, "name": "teacher"},
+                "train_samples": train_samples,
+                "config": {"train": {"seed": seed}, "init": init},
             }
         )
     )
@@ -96,6 +117,8 @@ def test_paper_like_data_supports_every_claim(tmp_path):
     md = (tmp_path / "out" / "REPORT.md").read_text()
     assert "## sst2" in md and "Across tasks" in md and "HOLDS" in md
     assert doc["macro"]["6L"]["macro_share"] == pytest.approx(0.94)
+    assert doc["macro"]["6L"]["torch_speedup"] == pytest.approx(2.0, rel=0.03)  # 100 ms teacher, 50 ms student
+    assert doc["macro"]["6L"]["grid_point"] == "b1 n128" and doc["macro"]["6L"]["best_onnx"] is None
     assert "3L" in doc["pareto"]["sst2"] and "4AH" not in doc["pareto"]["sst2"]
 
 
@@ -146,3 +169,63 @@ def test_cli_bad_inputs(tmp_path):
         assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
     ok = runner.invoke(app, ["report", *map(str, inputs), "-o", str(tmp_path / "out")])
     assert ok.exit_code == 0 and "HOLDS" in ok.output
+
+
+def test_seeds_are_averaged_smaller_training_sets_form_a_curve_and_sweeps_get_tables(tmp_path):
+    inputs = make_inputs(tmp_path, PAPER_LIKE)
+    runs = tmp_path / "runs"
+    for seed, share in ((43, 0.86), (44, 0.88)):  # rte/6L has seed 42 at 0.90 from PAPER_LIKE
+        write_run(runs, "rte", "6L", share, seed=seed)
+    write_run(runs, "rte", "6L", 0.70, train_samples=10)  # a training-set-size point, not a seed
+    for name, share in (("2AH", 0.8), ("2AH_pruned", 0.75)):
+        write_run(runs, "sst2", name, share)
+    doc = write_report(inputs, tmp_path / "out")
+    main = {(r["task"], r["student"]): r for r in doc["main"]}
+    six = main[("rte", "6L")]
+    assert six["seeds"] == [42, 43, 44] and six["score"] == pytest.approx(0.9 * 0.88)
+    assert six["score_std"] == pytest.approx(0.9 * 0.02)  # sample std of 0.90, 0.86, 0.88 times the teacher's 0.9
+    assert main[("rte", "3L")]["score_std"] is None
+    assert doc["train_size"] == {
+        "rte/6L": [
+            {"train_samples": 10, "score": pytest.approx(0.63), "share": 0.70},
+            {"train_samples": 100, "score": pytest.approx(0.81), "share": 0.90},
+        ]
+    }
+    heads = [(h["task"], h["heads"], h["student"]) for h in doc["heads"] if h["task"] == "sst2"]
+    assert heads == [("sst2", 2, "2AH"), ("sst2", 2, "2AH_pruned"), ("sst2", 4, "4AH"), ("sst2", 12, "teacher")]
+    pruned = next(h for h in doc["heads"] if h["student"] == "2AH_pruned")
+    assert pruned["speedup"] == pytest.approx(1.25, rel=0.03) and pruned["p50_ms"] == pytest.approx(80, rel=0.03)
+    md = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "## Number of heads" in md and "## Training-set size" in md and "## Run-to-run spread" in md
+    assert "| rte | 6L | 42, 43, 44 | 0.7920 | 0.0180 |" in md
+
+
+def test_speed_of_a_shape_measured_on_one_task_serves_the_others_and_deployment_rows(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "sst2", "6L", 0.95, evals={"fp32": 0.855, "int8": 0.84}, parity={"fp32": 1.0, "int8": 0.96})
+    write_run(runs, "cola", "6L", 0.80)
+    write_profile(tmp_path / "profile.json", ["sst2"])
+    doc = write_report([runs, tmp_path / "profile.json"], tmp_path / "out")
+    cola = next(r for r in doc["main"] if r["task"] == "cola")
+    assert cola["speed_from"] == "sst2/6L" and cola["speed"]
+    assert "(measured on sst2/6L)" in (tmp_path / "out" / "REPORT.md").read_text()
+    (dep,) = doc["deployment"]
+    assert dep["student"] == "6L" and dep["torch_score"] == pytest.approx(0.855)
+    int8 = dep["variants"]["int8"]
+    assert int8["delta"] == pytest.approx(-0.015) and int8["agreement"] == 0.96 and int8["p50_ms"] is None
+    assert dep["variants"]["fp32"]["delta"] == pytest.approx(0.0)
+
+
+def test_a_recipe_change_is_labelled_and_kept_out_of_the_claims(tmp_path):
+    from kdbench.distill import DistillConfig
+    from kdbench.report import RECIPE_DEFAULTS
+
+    cfg = DistillConfig(task="rte", student="6L")
+    assert {k: getattr(cfg, k) for k in RECIPE_DEFAULTS} == RECIPE_DEFAULTS  # the report knows the paper's recipe
+    inputs = make_inputs(tmp_path, PAPER_LIKE)
+    write_run(tmp_path / "runs", "sst2", "384D", 0.20, init="slice")  # would break "smaller hidden ... moderate"
+    doc = write_report(inputs, tmp_path / "out")
+    sliced = next(r for r in doc["main"] if r["recipe"])
+    assert sliced["student"] == "384D [init slice]" and sliced["speed_from"] == "sst2/384D"
+    assert verdicts(doc)["smaller hidden"] == "holds"
+    assert "| 384D [init slice] |" in (tmp_path / "out" / "REPORT.md").read_text()

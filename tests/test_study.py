@@ -33,10 +33,11 @@ def write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=1):
 def test_full_run_then_a_rerun_does_nothing_but_the_report(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
     study = load_study(write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo))
     ids = [c.id for c in cells(study)]
-    assert ids[0] == "distill/rte/half_layers/s7/f1.0" and ids[-1] == "profile" and len(ids) == 2 * 4 + 1
+    assert ids[:2] == ["finetune/rte", "distill/rte/half_layers/s7/f1.0"] and ids[-1] == "profile"
+    assert len(ids) == 1 + 2 * 4 + 1
     seen = []
     ran = run_study(study, progress=lambda cid, done, total, left: seen.append((cid, done, total)))
-    assert ran == ids and seen[0] == (ids[0], 0, 9) and seen[-1][1] == 8
+    assert ran == ids and seen[0] == (ids[0], 0, 10) and seen[-1][1] == 9
     assert (tmp_path / "out" / "REPORT.md").is_file() and (tmp_path / "out" / "profile.json").is_file()
     assert run_study(study) == []
 
@@ -57,16 +58,8 @@ def test_one_cell_at_a_time_and_skipping_finished_cells(tmp_path, bert_teacher, 
 def test_resume_after_a_simulated_kill(tmp_path, bert_teacher, glue_parquet, tiny_zoo, monkeypatch):
     from transformers import Trainer
 
-    from kdbench.distill import TrainConfig, finetune
-
     study = load_study(write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=2))
-    finetune(
-        str(bert_teacher),
-        "rte",
-        TrainConfig(epochs=2, batch_size=8, max_seq_len=16, learning_rate=0.001, seed=7),
-        glue_parquet,
-        log=lambda *_: None,
-    )
+    assert run_study(study, only="finetune/rte") == ["finetune/rte"]  # the kill below hits the student, not it
     original = Trainer._save_checkpoint
 
     def save_then_die(self, *args, **kwargs):
@@ -94,3 +87,118 @@ def test_bad_study_files(tmp_path):
     path.write_text("students: [6L]\n")
     with pytest.raises(KdbenchError, match="field 'tasks' is required"):
         load_study(path)
+
+
+SWEEPS = """
+tasks: [rte, cola]
+students: [half_layers]
+teacher_train: {epochs: 3}
+train: {epochs: 1, max_train_samples: 20}
+sweeps:
+  - name: spread
+    tasks: [rte]
+    students: [half_layers, narrow]
+    seeds: [42, 43]
+  - name: size
+    tasks: [rte]
+    students: [half_layers]
+    train_fractions: [0.5, 1.0]
+  - name: sliced
+    tasks: [rte]
+    students: [narrow]
+    distill: {init: slice}
+export: {quantize: int8, tasks: [rte]}
+profile: {task: rte, batch_sizes: [1]}
+"""
+
+
+def test_sweeps_share_runs_and_teachers_and_filter_export_and_profile(tmp_path, tiny_zoo, glue_parquet):
+    from kdbench.study import _profiled, _teacher_config, _train_config, run_specs
+
+    path = tmp_path / "study.yaml"
+    path.write_text(SWEEPS + f"students_dir: {tiny_zoo}\ndata_dir: {glue_parquet}\n")
+    study = load_study(path, teacher="some-teacher")
+    specs = {s.id: s for s in run_specs(study)}
+    # rte/half_layers/s42/f1.0 is asked for by all three sweeps and trained once
+    assert specs["rte/half_layers/s42/f1.0"].sweeps == ("main", "spread", "size")
+    assert sorted(specs) == sorted(
+        [
+            "rte/half_layers/s42/f1.0",
+            "cola/half_layers/s42/f1.0",
+            "rte/narrow/s42/f1.0",
+            "rte/half_layers/s43/f1.0",
+            "rte/narrow/s43/f1.0",
+            "rte/half_layers/s42/f0.5",
+            "rte/narrow/s42/f1.0-init-slice",
+        ]
+    )
+    sliced = specs["rte/narrow/s42/f1.0-init-slice"]
+    assert sliced.path.name == "narrow-s42-f1.0-init-slice" and sliced.recipe == (("init", "slice"),)
+    ids = [c.id for c in cells(study)]
+    assert [i for i in ids if i.startswith("finetune/")] == ["finetune/rte", "finetune/cola"]  # once per task
+    assert "export/rte/narrow/s43/f1.0" in ids and not any(i.startswith("export/cola") for i in ids)
+    # the teacher keeps its own budget whatever the students' seed or fraction
+    assert _teacher_config(study, "rte").epochs == 3 and _teacher_config(study, "rte").max_train_samples is None
+    assert _train_config(study, "rte", 43, 0.5).max_train_samples == 10  # half of the 20-row student subset
+    profiled = _profiled(study, list(specs.values()))
+    assert {p.name for p in profiled} == {"half_layers-s42-f1.0", "narrow-s42-f1.0"}
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("sweeps: {tasks: [rte]}", "field 'sweeps' is a list"),
+        ("sweeps: [{tasks: [rte], student: [x]}]", "sweeps\\[0\\]: unknown field 'student' \\(did you mean 'students'"),
+        ("sweeps: [{tasks: [rte]}]", "sweeps\\[0\\]: field 'students' is required"),
+        ("train: {epoch: 2}", "train: unknown field 'epoch' \\(did you mean 'epochs'"),
+        ("task_train: {rte: {seeds: 2}}", "task_train: unknown field 'seeds' \\(did you mean 'seed'"),
+        ("profile: {batch_size: [1]}", "profile: unknown field 'batch_size' \\(did you mean 'batch_sizes'"),
+        ("export: {quantise: int8}", "export: unknown field 'quantise' \\(did you mean 'quantize'"),
+        ("export: int8", "field 'export' is a mapping"),
+        (
+            "sweeps: [{tasks: [rte], students: [6L], distill: {inti: slice}}]",
+            "unknown field 'inti' \\(did you mean 'init'",
+        ),
+    ],
+)
+def test_bad_sweeps_and_settings_name_the_field(tmp_path, body, message):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"tasks: [rte]\nstudents: [6L]\n{body}\n")
+    with pytest.raises(KdbenchError, match=message):
+        load_study(path)
+
+
+def test_shards_split_whole_runs_and_leave_the_profile_out(tmp_path, tiny_zoo, glue_parquet):
+    from kdbench.study import shard_cells
+
+    path = tmp_path / "study.yaml"
+    path.write_text(SWEEPS + f"students_dir: {tiny_zoo}\ndata_dir: {glue_parquet}\n")
+    every = cells(load_study(path, teacher="some-teacher"))
+    shards = [shard_cells(every, (k, 2)) for k in range(2)]
+    ids = [[c.id for c in shard] for shard in shards]
+    assert sorted(ids[0] + ids[1]) == sorted(c.id for c in every if c.kind != "profile")
+    for shard in shards:  # a run's export and evaluations go where its distillation goes
+        runs = {c.group for c in shard if c.kind == "distill"}
+        assert {c.group for c in shard if c.kind in ("export", "evaluate")} <= runs
+    with pytest.raises(KdbenchError, match="K must be 0 to 1"):
+        shard_cells(every, (2, 2))
+    bad = CliRunner().invoke(app, ["study", str(path), "--shard", "1of2"])
+    assert bad.exit_code == 2 and "expected K/N" in bad.output
+
+
+def test_log_feeds_the_eta_and_the_report_opens_with_setup_and_compute(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
+    import json
+
+    path = write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo)
+    path.write_text(path.read_text() + "notes: |\n  The teacher is tiny; nothing here is a finding.\n")
+    study = load_study(path)
+    assert run_study(study, only="finetune/rte") == ["finetune/rte"]
+    log = json.loads((tmp_path / "out" / "study-log" / "finetune" / "rte.json").read_text())
+    assert log["kind"] == "finetune" and log["seconds"] > 0
+    lefts = []
+    run_study(study, progress=lambda cid, done, total, left: lefts.append(left))
+    assert lefts[0] is not None  # known from the log before any cell of this session finished
+    md = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "| main | rte | half_layers,two_heads_pruned | default: 7 | rte: 1.0 |" in md
+    assert "| distill | 2 | " in md and "| **total** | 10 | **" in md
+    assert "nothing here is a finding" in md
