@@ -340,13 +340,13 @@ def _load_pretrained(name: str, num_labels: int, what: str):
     path = Path(name)
     if path.exists() and not (path / "config.json").is_file():
         raise KdbenchError(f"{what} {name} has no config.json; pass a Hugging Face model folder")
-    import torch
+    from kdbench.modeling import fp32_weights
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         # fp32 master weights even from an fp16 checkpoint (transformers 5 would otherwise keep the saved dtype)
         model = AutoModelForSequenceClassification.from_pretrained(
-            name, num_labels=num_labels, ignore_mismatched_sizes=True, torch_dtype=torch.float32
+            name, num_labels=num_labels, ignore_mismatched_sizes=True, **fp32_weights()
         )
     except Exception as exc:  # OSError for missing files, SafetensorError and others for corrupt ones
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -449,9 +449,11 @@ def _keys(task: Task):
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest Trainer checkpoint folder under `folder`, or None."""
+    """The newest complete Trainer checkpoint folder under `folder`, or None. A kill while the Trainer was writing a
+    checkpoint leaves one without its trainer_state.json (written last): it is skipped for the one before."""
     found = sorted(
-        folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1
+        (p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
     )
     return str(found[-1]) if found else None
 

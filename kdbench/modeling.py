@@ -112,3 +112,13 @@ def attention_implementation(model) -> str:
     """The attention implementation transformers picked for `model` (eager, sdpa, flash_attention_2, ...)."""
     impl = getattr(model.config, "_attn_implementation", None)
     return str(impl) if impl else "eager"
+
+
+def fp32_weights() -> dict:
+    """from_pretrained keyword for fp32 weights whatever the checkpoint's dtype: `dtype` since transformers 4.56
+    (5.x keeps the saved dtype without it), `torch_dtype` before."""
+    import torch
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": torch.float32}

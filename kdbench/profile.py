@@ -354,10 +354,11 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
 
 
 def _load_trained(model_dir: Path):
-    import torch
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    from kdbench.modeling import fp32_weights
+
+    return AutoModelForSequenceClassification.from_pretrained(model_dir, **fp32_weights()).eval()
 
 
 def run_profile(

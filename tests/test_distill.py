@@ -210,3 +210,30 @@ def test_config_validation(kwargs, message):
     with pytest.raises(KdbenchError) as err:
         DistillConfig(**{"task": "rte", "student": "6L", **kwargs})
     assert message in str(err.value)
+
+
+def test_last_checkpoint_skips_one_a_kill_left_half_written(tmp_path):
+    from kdbench.distill import last_checkpoint
+
+    assert last_checkpoint(tmp_path) is None
+    for step, complete in ((5, True), (10, True), (15, False)):  # killed while the Trainer wrote checkpoint-15
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+
+
+def test_an_fp16_checkpoint_loads_as_fp32_weights(tmp_path, bert_teacher):
+    # transformers 5 keeps a checkpoint's saved dtype unless told otherwise (4.x loads fp32 by default)
+    from transformers import AutoModelForSequenceClassification
+
+    from kdbench.distill import _load_pretrained
+
+    half = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(bert_teacher).half().save_pretrained(half)
+    for f in bert_teacher.glob("*.txt"):
+        (half / f.name).write_bytes(f.read_bytes())
+    for f in bert_teacher.glob("*token*.json"):
+        (half / f.name).write_bytes(f.read_bytes())
+    model, _ = _load_pretrained(str(half), 2, "teacher")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # Adam on fp16 master weights would not learn
