@@ -34,3 +34,13 @@ def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
 def main_score(task: Task, metrics: dict[str, float]) -> float:
     """The one number a task is ranked by (its first official metric)."""
     return metrics[task.main_metric]
+
+
+def majority_baseline(task: Task, train_labels, eval_labels) -> float:
+    """The main score of always answering the training split's most frequent class (STS-B: a constant score, whose
+    correlation is taken as 0): what a student that learned nothing gets."""
+    if task.is_regression:
+        return 0.0
+    values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+    majority = values[counts.argmax()]
+    return main_score(task, task_metrics(task, np.full(len(eval_labels), majority), eval_labels))

@@ -81,11 +81,13 @@ def _cells(inputs: Inputs):
             yield pr, c
 
 
-def build_rows(inputs: Inputs) -> list[dict]:
+def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> list[dict]:
     """One row per run with accuracy, share of the teacher, size, and speed per grid point.
 
     Speed is the run's own profile cell ("<task>/<student>") or, when only another task's copy of the same student was
-    profiled, that copy's: latency depends on the shape, not on the weights.
+    profiled, that copy's: latency depends on the shape, not on the weights. With `baselines` (task -> the score
+    of answering the majority class), `share_above_chance` is the part of the teacher's margin over that baseline the
+    student keeps: on tasks where the teacher is barely above chance (RTE, WNLI) it says more than the plain share.
     """
     rows = []
     for run in inputs.runs:
@@ -108,6 +110,8 @@ def build_rows(inputs: Inputs) -> list[dict]:
             "flops": None,
             "onnx_scores": {f"{e['backend']}:{e['variant']}": e["score"] for e in run.get("evals", [])},
             "parity": {v: e.get("argmax_agreement") for v, e in run.get("parity", {}).items()},
+            "chance": (baselines or {}).get(task),
+            "share_above_chance": _above_chance(run["score"], run["teacher_score"], (baselines or {}).get(task)),
         }
         name = _profiled_name(inputs, task, student, run["student_shape"])
         for pr, c in _cells(inputs):
@@ -126,6 +130,12 @@ def build_rows(inputs: Inputs) -> list[dict]:
             }
         rows.append(row)
     return rows
+
+
+def _above_chance(score: float, teacher: float, chance: float | None) -> float | None:
+    if chance is None or teacher - chance <= 0:
+        return None  # no baseline, or a teacher no better than chance: no margin to keep
+    return (score - chance) / (teacher - chance)
 
 
 SHAPE_FIELDS = ("layers", "heads", "head_dim", "hidden", "ffn", "pruned")
@@ -175,6 +185,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "score": float(np.mean(scores)),
                 "score_std": float(np.std(scores, ddof=1)) if len(rs) > 1 else None,
                 "share": float(np.mean([r["share"] for r in rs])),
+                "share_above_chance": _mean_or_none([r["share_above_chance"] for r in rs]),
                 "seeds": sorted(r["seed"] for r in rs if r["seed"] is not None),
                 "onnx_scores": {
                     k: float(np.mean([r["onnx_scores"][k] for r in rs if k in r["onnx_scores"]])) for k in keys
@@ -182,6 +193,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
             }
         )
     return out
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    return float(np.mean(values)) if values and all(v is not None for v in values) else None
 
 
 def train_size_curves(rows: list[dict]) -> dict[str, list[dict]]:
@@ -477,6 +492,7 @@ def macro(rows: list[dict]) -> dict[str, dict]:
         s: {
             "macro_score": float(np.mean(v["scores"])),
             "macro_share": float(np.mean(v["shares"])),
+            "macro_share_above_chance": _mean_or_none([r["share_above_chance"] for r in v["rows"]]),
             "tasks": v["tasks"],
             "parameters": next((r["parameters"] for r in v["rows"] if r["parameters"]), None),
             **_headline_speed(v["rows"]),
@@ -554,21 +570,32 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
         "",
         "Speed-ups are over the teacher in eager PyTorch"
         + (f" at {', '.join(sorted(points))}" if points else "")
-        + "; the last column is the student's fastest ONNX Runtime variant.",
+        + '; the ONNX column is the student\'s fastest ONNX Runtime variant. "Above chance" is the share of the '
+        "teacher's margin over answering the majority class that the student keeps (shown when the baselines are "
+        "known, as in a study)."
+        + (
+            " Majority-class scores: " + ", ".join(f"{t} {v:.4f}" for t, v in sorted(doc["baselines"].items())) + "."
+            if doc["baselines"]
+            else ""
+        ),
         "",
-        "| student | params (M) | score | share of teacher | speed-up, PyTorch | speed-up, ONNX | tasks |",
-        "|---|---|---|---|---|---|---|",
+        "| student | params (M) | score | share of teacher | above chance | speed-up, PyTorch | speed-up, ONNX "
+        "| tasks |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     t = doc["teacher"]
     if t["macro_score"] is not None:
         onnx = f"{t['onnx_speedup']:.2f}x (onnxruntime)" if t["onnx_speedup"] else "-"
-        lines.append(f"| teacher | - | {t['macro_score']:.4f} | 100.0% | 1.00x | {onnx} | {', '.join(t['tasks'])} |")
+        lines.append(
+            f"| teacher | - | {t['macro_score']:.4f} | 100.0% | 100.0% | 1.00x | {onnx} | {', '.join(t['tasks'])} |"
+        )
     for s, v in sorted(summary.items(), key=lambda kv: -kv[1]["macro_share"]):
         onnx = f"{v['best_onnx_speedup']:.2f}x ({v['best_onnx']})" if v["best_onnx"] else "-"
         params = f"{v['parameters'] / 1e6:.1f}" if v["parameters"] else "-"
         lines.append(
             f"| {s} | {params} | {v['macro_score']:.4f} | {v['macro_share']:.1%} | "
-            f"{_x(v['torch_speedup'])} | {onnx} | {', '.join(v['tasks'])} |"
+            f"{_fmt(v['macro_share_above_chance'], '.1%')} | {_x(v['torch_speedup'])} | {onnx} | "
+            f"{', '.join(v['tasks'])} |"
         )
     lines.append("")
     if doc["heads"]:
@@ -638,8 +665,9 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
         lines += [
             f"## {task}",
             "",
-            "| student | params (M) | score | teacher | share | speed (p50 ms, speed-up) | ONNX scores | Pareto |",
-            "|---|---|---|---|---|---|---|---|",
+            "| student | params (M) | score | teacher | share | above chance | speed (p50 ms, speed-up) | ONNX scores "
+            "| Pareto |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in main if r["task"] == task):
             speed = "; ".join(
@@ -653,7 +681,7 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
             front = "yes" if r["student"] in fronts.get(task, ()) else ""
             lines.append(
                 f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | "
-                f"{r['share']:.1%} | {speed or '-'} | {onnx} | {front} |"
+                f"{r['share']:.1%} | {_fmt(r['share_above_chance'], '.1%')} | {speed or '-'} | {onnx} | {front} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -705,16 +733,23 @@ def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None)
     tmp.replace(path)
 
 
-def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False, preamble: str = "") -> dict:
+def write_report(
+    paths: list[Path],
+    out_dir: Path,
+    allow_mixed: bool = False,
+    preamble: str = "",
+    baselines: dict[str, float] | None = None,
+) -> dict:
     """Build the report and write REPORT.md, report.json and accuracy_vs_latency.png into `out_dir`.
 
     Several seeds of a (task, student) are averaged; runs on fewer training rows feed only the training-set-size
-    table. `preamble` (markdown) opens REPORT.md: the study's setup and how it differs from the paper.
+    table. `preamble` (markdown) opens REPORT.md: the study's setup and how it differs from the paper. `baselines`:
+    per task the majority-class score, for the "above chance" columns.
     """
     out_dir = Path(out_dir)
     check_writable(out_dir / "REPORT.md")
     inputs = collect(paths, allow_mixed)
-    rows = build_rows(inputs)
+    rows = build_rows(inputs, baselines)
     main = aggregate(rows)
     fronts = {}
     for task in {r["task"] for r in main}:
@@ -733,6 +768,7 @@ def write_report(paths: list[Path], out_dir: Path, allow_mixed: bool = False, pr
         "main": main,
         "macro": macro(main),
         "teacher": teacher_summary(main, inputs),
+        "baselines": baselines or {},
         "heads": head_sweep(paper, teacher_shapes(inputs)),
         "train_size": train_size_curves(rows),
         "deployment": deployment(main),

@@ -488,7 +488,22 @@ def write_study_report(study: Study) -> dict:
     from kdbench.report import write_report
 
     inputs = [study.output_dir / "runs"] + ([study.output_dir / "profile.json"] if study.profile else [])
-    return write_report([p for p in inputs if p.exists()], study.output_dir, preamble=preamble(study))
+    return write_report(
+        [p for p in inputs if p.exists()], study.output_dir, preamble=preamble(study), baselines=baselines(study)
+    )
+
+
+def baselines(study: Study) -> dict[str, float]:
+    """Per task, the score of always answering the training split's majority class on the evaluation split."""
+    from kdbench.data import get_task, load_task
+    from kdbench.metrics import majority_baseline
+
+    out = {}
+    for name in study.tasks:
+        task = get_task(name)
+        data = load_task(task, study.data_dir, splits=("train", task.eval_splits[0]))
+        out[task.name] = majority_baseline(task, data["train"]["label"], data[task.eval_splits[0]]["label"])
+    return out
 
 
 def _eta(pending: list[Cell], durations: dict[str, list[float]]) -> float | None:

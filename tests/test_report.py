@@ -229,3 +229,16 @@ def test_a_recipe_change_is_labelled_and_kept_out_of_the_claims(tmp_path):
     assert sliced["student"] == "384D [init slice]" and sliced["speed_from"] == "sst2/384D"
     assert verdicts(doc)["smaller hidden"] == "holds"
     assert "| 384D [init slice] |" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_above_chance_is_the_share_of_the_teachers_margin_over_the_majority_class(tmp_path):
+    inputs = make_inputs(tmp_path, {"rte": {"6L": 0.95, "3L": 0.70}})  # teacher 0.9
+    doc = write_report(inputs, tmp_path / "out", baselines={"rte": 0.6})
+    rows = {r["student"]: r for r in doc["main"]}
+    assert rows["6L"]["share_above_chance"] == pytest.approx((0.855 - 0.6) / (0.9 - 0.6))
+    assert rows["3L"]["share_above_chance"] == pytest.approx((0.63 - 0.6) / 0.3)  # 70 % of the score, 10 % above chance
+    assert doc["macro"]["3L"]["macro_share_above_chance"] == pytest.approx(0.1)
+    assert "| 3L | 0.0 | 0.6300 | 0.9000 | 70.0% | 10.0% |" in (tmp_path / "out" / "REPORT.md").read_text()
+    plain = write_report(inputs, tmp_path / "plain")
+    assert plain["main"][0]["share_above_chance"] is None
+    assert write_report(inputs, tmp_path / "flat", baselines={"rte": 0.95})["main"][0]["share_above_chance"] is None
