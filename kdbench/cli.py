@@ -528,7 +528,7 @@ def report(
     table = Table(title="Students across tasks (macro average)")
     for col in ("student", "score", "share of teacher", "speed-up, PyTorch", "speed-up, ONNX", "tasks"):
         table.add_column(col)
-    for student, v in sorted(doc["macro"].items(), key=lambda kv: -kv[1]["macro_share"]):
+    for student, v in sorted(doc["macro"].items(), key=lambda kv: (-len(kv[1]["tasks"]), -kv[1]["macro_share"])):
         table.add_row(
             student,
             f"{v['macro_score']:.4f}",

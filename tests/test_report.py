@@ -238,7 +238,12 @@ def test_above_chance_is_the_share_of_the_teachers_margin_over_the_majority_clas
     assert rows["6L"]["share_above_chance"] == pytest.approx((0.855 - 0.6) / (0.9 - 0.6))
     assert rows["3L"]["share_above_chance"] == pytest.approx((0.63 - 0.6) / 0.3)  # 70 % of the score, 10 % above chance
     assert doc["macro"]["3L"]["macro_share_above_chance"] == pytest.approx(0.1)
+    write_run(tmp_path / "runs", "wnli", "3L", 0.5)  # a task whose teacher (0.9) is no better than chance (0.95)
+    doc = write_report(inputs, tmp_path / "out", baselines={"rte": 0.6, "wnli": 0.95})
+    assert doc["macro"]["3L"]["macro_share_above_chance"] == pytest.approx(0.1)  # over the tasks with a margin
     assert "| 3L | 0.0 | 0.6300 | 0.9000 | 70.0% | 10.0% |" in (tmp_path / "out" / "REPORT.md").read_text()
     plain = write_report(inputs, tmp_path / "plain")
     assert plain["main"][0]["share_above_chance"] is None
     assert write_report(inputs, tmp_path / "flat", baselines={"rte": 0.95})["main"][0]["share_above_chance"] is None
+    thin = write_report(inputs, tmp_path / "thin", baselines={"rte": 0.86})  # a 4-point margin is not measured
+    assert thin["main"][0]["share_above_chance"] is None
