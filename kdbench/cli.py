@@ -551,8 +551,8 @@ def study(
     study_file: Annotated[
         Path,
         typer.Argument(
-            help="Study file (YAML or TOML): teacher, tasks, students, seeds, "
-            "training budget, export and profile settings."
+            help="Study file (YAML or TOML): teacher, tasks, students, seeds, sweeps, teacher and student "
+            "budgets, export and profile settings, notes (README: `kdbench study`; reports/minilm-glue/study.yaml)."
         ),
     ],
     teacher: Annotated[str | None, typer.Option(help="Override the study's teacher (e.g. a local folder).")] = None,
