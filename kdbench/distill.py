@@ -15,7 +15,7 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from kdbench import env
@@ -28,6 +28,7 @@ from kdbench.metrics import main_score, task_metrics
 
 FEATURE_LOSSES = ("mse", "cosine")
 INITS = ("teacher", "slice", "random")
+RECIPE_FIELDS = ("init", "alpha_hard", "alpha_soft", "alpha_feature", "temperature", "feature_loss")  # how it learns
 
 
 # ------------------------------------------------------------------------------------------------ 1. configuration
@@ -97,6 +98,12 @@ class DistillConfig:
             raise KdbenchError(f"--temperature must be positive, got {self.temperature}")
         if self.resume and self.overwrite:
             raise KdbenchError("--resume and --overwrite exclude each other")
+
+    @staticmethod
+    def recipe_defaults() -> dict:
+        """The paper's recipe: the defaults of the RECIPE_FIELDS (a run that differs is labelled in reports)."""
+        defaults = {f.name: f.default for f in fields(DistillConfig)}
+        return {k: defaults[k] for k in RECIPE_FIELDS}
 
     def run_dir(self) -> Path:
         if self.output_dir is not None:

@@ -144,19 +144,14 @@ def _above_chance(score: float, teacher: float, chance: float | None) -> float |
 
 
 SHAPE_FIELDS = ("layers", "heads", "head_dim", "hidden", "ffn", "pruned")
-RECIPE_DEFAULTS = {
-    "init": "teacher",
-    "alpha_hard": 0.33,
-    "alpha_soft": 0.33,
-    "alpha_feature": 0.33,
-    "temperature": 2.0,
-    "feature_loss": "mse",
-}  # the paper's recipe (kdbench.distill.DistillConfig's defaults); runs that differ are labelled
 
 
 def _recipe(config: dict) -> str:
     """How a run's recipe differs from the paper's, e.g. "init slice" ("" when it does not)."""
-    return ", ".join(f"{k} {config[k]}" for k, v in RECIPE_DEFAULTS.items() if k in config and config[k] != v)
+    from kdbench.distill import DistillConfig
+
+    defaults = DistillConfig.recipe_defaults()
+    return ", ".join(f"{k} {config[k]}" for k, v in defaults.items() if k in config and config[k] != v)
 
 
 def _profiled_name(inputs: Inputs, task: str, student: str, shape: dict) -> str | None:
@@ -183,7 +178,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         full = max(r["train_samples"] or 0 for r in rs)
         rs = [r for r in rs if (r["train_samples"] or 0) == full]
         scores = [r["score"] for r in rs]
-        keys = {k for r in rs for k in r["onnx_scores"]}
+        keys = sorted({k for r in rs for k in r["onnx_scores"]})  # a set: sorted so reruns write the same file
         out.append(
             {
                 **rs[0],
@@ -515,9 +510,13 @@ def teacher_summary(main: list[dict], inputs: Inputs) -> dict:
     scores = {r["task"]: r["teacher_score"] for r in main}
     eager, onnx = {}, {}
     for _pr, c in _cells(inputs):
-        if c.student.endswith("/teacher"):
-            point = f"b{c.batch_size} n{c.seq_len}"
-            (eager if c.backend == "torch" else onnx if c.backend == "onnxruntime" else {})[point] = c.stats.p50
+        if not c.student.endswith("/teacher"):
+            continue
+        point = f"b{c.batch_size} n{c.seq_len}"
+        if c.backend == "torch":
+            eager[point] = c.stats.p50
+        elif c.backend == "onnxruntime":
+            onnx[point] = c.stats.p50
     both = sorted(set(eager) & set(onnx))
     return {
         "macro_score": float(np.mean(list(scores.values()))) if scores else None,
@@ -761,7 +760,7 @@ def write_report(
     rows = build_rows(inputs, baselines)
     main = aggregate(rows)
     fronts = {}
-    for task in {r["task"] for r in main}:
+    for task in sorted({r["task"] for r in main}):
         pts = [
             (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["score"])
             for r in main

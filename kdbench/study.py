@@ -36,7 +36,6 @@ FIELDS = (
     "notes",
 )
 SWEEP_FIELDS = ("name", "tasks", "students", "seeds", "train_fractions", "distill")
-DISTILL_FIELDS = ("init", "alpha_hard", "alpha_soft", "alpha_feature", "temperature", "feature_loss")
 
 
 @dataclass(frozen=True)
@@ -105,16 +104,19 @@ def _check_fields(where: str, data: dict, allowed: tuple[str, ...], required: tu
             raise KdbenchError(f"{where}: field {key!r} is required")
 
 
+def _per_task(value, default: list) -> dict:
+    """A list for every task, or already a mapping task -> list (with an optional "default")."""
+    return value if isinstance(value, dict) else {"default": default if value is None else value}
+
+
 def _sweep(data: dict, name: str) -> Sweep:
     students = data["students"]
     return Sweep(
         name=name,
         tasks=tuple(data["tasks"]),
         students=",".join(students) if isinstance(students, list) else students,
-        seeds=data.get("seeds") if isinstance(data.get("seeds"), dict) else {"default": data.get("seeds", [42])},
-        train_fractions=data.get("train_fractions")
-        if isinstance(data.get("train_fractions"), dict)
-        else {"default": data.get("train_fractions", [1.0])},
+        seeds=_per_task(data.get("seeds"), [42]),
+        train_fractions=_per_task(data.get("train_fractions"), [1.0]),
         distill=data.get("distill") or {},
     )
 
@@ -153,6 +155,8 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
 
     `seeds` and `train_fractions` are a list (every task) or a mapping task -> list with an optional "default".
     """
+    from kdbench.distill import RECIPE_FIELDS
+
     path = Path(path)
     data = _read_mapping(path)
     _check_fields(str(path), data, FIELDS, ("tasks", "students"))
@@ -164,8 +168,8 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
             raise KdbenchError(f"{path}: sweeps[{i}] is a mapping ({', '.join(SWEEP_FIELDS)})")
         _check_fields(f"{path}: sweeps[{i}]", sw, SWEEP_FIELDS, ("tasks", "students"))
         if not isinstance(sw.get("distill") or {}, dict):
-            raise KdbenchError(f"{path}: sweeps[{i}].distill is a mapping ({', '.join(DISTILL_FIELDS)})")
-        _check_fields(f"{path}: sweeps[{i}].distill", sw.get("distill") or {}, DISTILL_FIELDS, ())
+            raise KdbenchError(f"{path}: sweeps[{i}].distill is a mapping ({', '.join(RECIPE_FIELDS)})")
+        _check_fields(f"{path}: sweeps[{i}].distill", sw.get("distill") or {}, RECIPE_FIELDS, ())
     _check_settings(path, data)
     base = path.parent
     resolve = lambda p: (Path(p) if Path(p).is_absolute() else base / p) if p else None  # noqa: E731
@@ -413,6 +417,13 @@ def _read_log(study: Study) -> dict[str, dict]:
     return {str(f.relative_to(root).with_suffix("")): read_json(f) for f in sorted(root.rglob("*.json"))}
 
 
+def _seconds_by_kind(log: dict[str, dict]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {}
+    for entry in log.values():
+        out.setdefault(entry["kind"], []).append(entry["seconds"])
+    return out
+
+
 def _run_cell(study: Study, cell: Cell) -> float:
     """Run one cell and record its duration in the study log."""
     import datetime
@@ -469,9 +480,7 @@ def run_study(
         _run_cell(study, chosen[0])
         return [only]
     pending = [c for c in all_cells if not c.done()]
-    durations: dict[str, list[float]] = {}
-    for entry in _read_log(study).values():
-        durations.setdefault(entry["kind"], []).append(entry["seconds"])
+    durations = _seconds_by_kind(_read_log(study))
     ran = []
     for i, cell in enumerate(pending):
         if progress:
@@ -526,6 +535,7 @@ def _budget(fields_: dict) -> str:
 
 def preamble(study: Study) -> str:
     """REPORT.md's opening: the study's setup as run (teacher, sweeps, budgets) and its compute time by cell kind."""
+    from kdbench.data import get_task
     from kdbench.io import read_json
 
     teacher = Path(study.teacher).name if Path(study.teacher).exists() else study.teacher
@@ -553,15 +563,13 @@ def preamble(study: Study) -> str:
     if study.profile:
         lines.append(f"- Profile: {_budget(study.profile)}")
     log = _read_log(study)
-    by_kind: dict[str, list[float]] = {}
-    for entry in log.values():
-        by_kind.setdefault(entry["kind"], []).append(entry["seconds"])
+    by_kind = _seconds_by_kind(log)
     # teacher fine-tunes found in the cache ran before this study's log: their own metrics hold their time
     reused = []
-    for cell in cells(study):
-        if cell.kind == "finetune" and cell.id not in log and cell.done():
-            folder = _teacher_folder(study, cell.id.split("/")[1])
-            reused.append(read_json(folder / "metrics.json").get("wall_s", 0.0))
+    for task in (get_task(t).name for t in study.tasks):
+        done = _teacher_folder(study, task) / "metrics.json"
+        if f"finetune/{task}" not in log and done.is_file():
+            reused.append(read_json(done).get("wall_s", 0.0))
     if by_kind or reused:
         lines += ["", "| compute (this machine) | cells | wall time |", "|---|---|---|"]
         for kind, secs in sorted(by_kind.items()):
