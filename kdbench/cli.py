@@ -567,6 +567,24 @@ def study(
             "OMP_NUM_THREADS=1 on one machine, or a job array; then rerun without --shard for the profile and report.",
         ),
     ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Cells run at once in worker processes, each when the cells it needs are done (a distillation waits "
+            "for its teacher's fine-tune). One GPU trains several small students at once; on CPU the cores are "
+            "shared out. Each cell's output goes to study-log/<cell>.log. The profile always times alone.",
+        ),
+    ] = 1,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Stop cleanly after this much wall time (90s, 45m, 2h; a bare number is seconds): no cell starts "
+            "later, and trainings in flight save a checkpoint and stop. The report shows what finished; rerun the "
+            "same command to continue.",
+        ),
+    ] = None,
 ) -> None:
     """Run a whole study: every cell not yet complete, with progress and time left, then the report.
 
@@ -578,6 +596,7 @@ def study(
     from kdbench.study import cells, load_study, run_study
 
     s = load_study(study_file, teacher, data_dir)
+    deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
     if list_cells:
         for c in cells(s):
             console.print(f"{'done   ' if c.done() else 'pending'} {c.id}", highlight=False)
@@ -596,9 +615,26 @@ def study(
             eta = f"~{left / 60:.0f} min left" if left is not None else ""
             bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
 
-        ran = run_study(s, cell, progress, _parse_shard(shard) if shard else None)
+        ran = run_study(s, cell, progress, _parse_shard(shard) if shard else None, jobs, deadline)
     console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
+    left = sum(not c.done() for c in cells(s))
+    if left and deadline is not None and time.time() >= deadline:
+        console.print(f"stopped at the time limit with {left} cell(s) left; rerun the same command to continue")
     console.print((s.output_dir / "REPORT.md").read_text() if (s.output_dir / "REPORT.md").is_file() else "")
+
+
+def parse_duration(option: str, text: str) -> float:
+    """Seconds in '90', '90s', '45m' or '2h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise KdbenchError(f"{option} is {text!r}; expected a duration such as 90s, 45m or 2h") from None
+    if not seconds > 0:
+        raise KdbenchError(f"{option} must be positive, got {text!r}")
+    return seconds
 
 
 def _parse_shard(text: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from kdbench import env
 from kdbench.backends import cache_root
 from kdbench.clock import DEVICES, check_device
 from kdbench.data import Task, get_task, load_task, tokenize
-from kdbench.errors import KdbenchError
+from kdbench.errors import DeadlineReached, KdbenchError
 from kdbench.io import atomic_write_json, read_json
 from kdbench.metrics import main_score, task_metrics
 
@@ -305,7 +305,43 @@ def _kd_trainer_class():
     return KDTrainer
 
 
+def _deadline_callback(deadline: float):
+    """A TrainerCallback that, once `time.time()` passes `deadline`, saves a checkpoint and stops training: a study
+    given a time limit ends cleanly and a rerun resumes from that step instead of losing the epoch."""
+    from transformers import TrainerCallback
+
+    class StopAtDeadline(TrainerCallback):
+        reached = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.time() >= deadline:
+                self.reached = True
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopAtDeadline()
+
+
+def _check_deadline(callback, what: str, where: Path) -> None:
+    if callback is not None and callback.reached:
+        raise DeadlineReached(f"{what} stopped at the deadline; its checkpoint in {where} continues on a rerun")
+
+
 # ----------------------------------------------------------------------------------- 5. fine-tuning and distilling
+def _version_args(arguments_class) -> dict:
+    """TrainingArguments fields whose name changed between transformers 4.x and 5.x."""
+    names = {f.name for f in fields(arguments_class)}
+    out = {}
+    if "train_sampling_strategy" in names:  # transformers 5: one sampler option replaces group_by_length
+        out["train_sampling_strategy"] = "group_by_length"
+    else:
+        out["group_by_length"] = True
+    if "save_safetensors" in names:  # transformers 5 always saves safetensors and dropped the option
+        out["save_safetensors"] = True
+    return out
+
+
 def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: list[str], progress: bool = True):
     from transformers import TrainingArguments
 
@@ -327,16 +363,15 @@ def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: 
         metric_for_best_model=best,
         greater_is_better=True,
         save_total_limit=2,
-        group_by_length=True,
-        length_column_name="length",
+        length_column_name="length",  # batches of similar length: less padding
         logging_strategy="epoch",
         report_to=[],
         use_cpu=train.device == "cpu",
         bf16=train.device == "cuda",
         dataloader_num_workers=0,
         label_names=["labels"],
-        save_safetensors=True,
         disable_tqdm=not progress,
+        **_version_args(TrainingArguments),
     )
 
 
@@ -401,9 +436,11 @@ def finetune(
     data_dir: Path | None = None,
     log=print,
     progress: bool = True,
+    deadline: float | None = None,
 ) -> Path:
     """Fine-tune the teacher on the task (or reuse the cached result); return its folder. `progress`: the Trainer's
-    progress bars (off when a caller such as `kdbench study` shows its own)."""
+    progress bars (off when a caller such as `kdbench study` shows its own). `deadline` (a `time.time()` value):
+    checkpoint and raise DeadlineReached once passed; the next call resumes from the checkpoint."""
     from transformers import DataCollatorWithPadding, Trainer, set_seed
 
     task = get_task(task_name)
@@ -418,6 +455,7 @@ def finetune(
     tokenized = tokenize(data, task, tokenizer, train.max_seq_len)
     work = folder.with_name(folder.name + ".work")
     args = _training_args(train, work / "checkpoints", task, list(_keys(task)), progress)
+    stop = _deadline_callback(deadline) if deadline is not None else None
     trainer = Trainer(
         model=model,
         args=args,
@@ -426,9 +464,11 @@ def finetune(
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
+        callbacks=[stop] if stop else None,
     )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last_checkpoint(work / "checkpoints"))
+    _check_deadline(stop, f"fine-tuning the teacher on {task.name}", work / "checkpoints")
     metrics = _evaluate_all(trainer, tokenized, task)
     _save_model(trainer.model, tokenizer, work / "model")
     atomic_write_json(
@@ -491,8 +531,9 @@ def _check_run_dir(cfg: DistillConfig, run: Path) -> None:
         raise KdbenchError(f"{run} holds an interrupted run; pass --resume to continue it or --overwrite")
 
 
-def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
-    """Run one distillation and write its run folder; return the metrics document (`progress`: as in finetune)."""
+def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: float | None = None) -> dict:
+    """Run one distillation and write its run folder; return the metrics document (`progress` and `deadline`: as in
+    finetune; a run stopped at the deadline is left resumable with `resume=True`)."""
     from transformers import DataCollatorWithPadding, set_seed
 
     from kdbench.students import load_zoo, lookup_student, resolve, teacher_as_student
@@ -504,7 +545,9 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
     _check_run_dir(cfg, run)
     spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
     data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
-    teacher_dir = cfg.teacher_checkpoint or str(finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log, progress))
+    teacher_dir = cfg.teacher_checkpoint or str(
+        finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log, progress, deadline)
+    )
     teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
     shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))
     set_seed(cfg.train.seed)
@@ -515,6 +558,7 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
     )
     module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
+    stop = _deadline_callback(deadline) if deadline is not None else None
     trainer = _kd_trainer_class()(
         model=module,
         args=_training_args(cfg.train, run / "checkpoints", task, _keys(task), progress),
@@ -527,6 +571,7 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
         lmap=lmap,
         cfg=cfg,
         regression=task.is_regression,
+        callbacks=[stop] if stop else None,
     )
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
@@ -536,6 +581,7 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True) -> dict:
     started = time.perf_counter()
     trained = trainer.train(resume_from_checkpoint=last_checkpoint(run / "checkpoints") if cfg.resume else None)
     wall = time.perf_counter() - started
+    _check_deadline(stop, f"distilling {shape.name} on {task.name}", run / "checkpoints")
     metrics = _evaluate_all(trainer, tokenized, task)
     teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)
     score = main_score(task, metrics[task.eval_splits[0]])

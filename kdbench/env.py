@@ -39,9 +39,9 @@ def _git_commit() -> str | None:
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
+        return os.environ.get("KDBENCH_GIT_COMMIT")
+    if out.returncode != 0:  # a copy of the tree without .git (a lent GPU machine): the caller may say which commit
+        return os.environ.get("KDBENCH_GIT_COMMIT")
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
@@ -57,6 +57,10 @@ def _gpu() -> dict:
         "name": torch.cuda.get_device_name(0),
         "cuda": torch.version.cuda,
         "count": torch.cuda.device_count(),
+        "capability": ".".join(map(str, torch.cuda.get_device_capability(0))),
+        "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+        "cudnn": torch.backends.cudnn.version(),
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,  # False: fp32 cells are true fp32, not TF32
     }
     try:
         out = subprocess.run(

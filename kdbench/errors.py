@@ -8,3 +8,7 @@ from __future__ import annotations
 
 class KdbenchError(Exception):
     """A user error: bad input, missing file, unavailable device. Its message is shown as one line."""
+
+
+class DeadlineReached(KdbenchError):
+    """Training stopped at a wall-clock deadline after saving a checkpoint: rerunning the same command continues it."""

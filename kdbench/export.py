@@ -179,14 +179,16 @@ def _quantize_int8(fp32_dir: Path, dest: Path) -> Path:
 
 def export_run(cfg: ExportConfig, log=print) -> dict:
     """Export the run's student (fp32 plus the asked-for variants), check each against PyTorch, write parity.json."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from kdbench.modeling import load_trained
 
     info = run_info(cfg.run_dir)
     student = Path(cfg.run_dir) / "student"
     onnx_dir = Path(cfg.run_dir) / "onnx"
     onnx_dir.mkdir(exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(student)
-    model = AutoModelForSequenceClassification.from_pretrained(student)
+    model = load_trained(student)
     task, tokenized = eval_data(info, tokenizer, cfg.parity_samples)
     split = task.eval_splits[0]
     reference = torch_logits(model, tokenized[split], tokenizer)
@@ -259,9 +261,10 @@ def evaluate_run(
 
     For a quantised variant the document also gives its loss against the fp32 ONNX model (computed if needed).
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from kdbench.metrics import main_score, task_metrics
+    from kdbench.modeling import load_trained
 
     if backend not in ("torch", "onnxruntime"):
         raise KdbenchError(f"--backend is {backend!r}; allowed: torch, onnxruntime")
@@ -272,7 +275,7 @@ def evaluate_run(
     tokenizer = AutoTokenizer.from_pretrained(student)
     task, tokenized = eval_data(info, tokenizer, max_eval_samples)
     if backend == "torch":
-        model = AutoModelForSequenceClassification.from_pretrained(student)
+        model = load_trained(student)
         logits_of = lambda ds: torch_logits(model, ds, tokenizer)  # noqa: E731
     else:
         path = variant_path(run_dir, variant, force)

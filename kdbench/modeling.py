@@ -102,6 +102,48 @@ def build_model(teacher_config, shape: StudentShape, device: str = "cpu", attn_i
     return model.eval()
 
 
+def load_trained(model_dir, device: str = "cpu"):
+    """A saved sequence-classification model (fp32, eval mode), pruned-head students included.
+
+    transformers 4.x rebuilds pruned projections from `config.pruned_heads` inside `from_pretrained`; 5.x dropped
+    that for several encoders and then refuses the narrower weights. So a pruned model is built at full width from its
+    config, cut with `prune_heads` (which keeps the first heads, as kdbench records them) and loaded from its files.
+    """
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    model_dir = Path(model_dir)
+    cfg = AutoConfig.from_pretrained(model_dir)
+    pruned = {int(k): list(v) for k, v in (getattr(cfg, "pruned_heads", None) or {}).items()}
+    if not pruned:
+        return AutoModelForSequenceClassification.from_pretrained(model_dir, **fp32_weights()).eval().to(device)
+    import torch
+    from safetensors.torch import load_file
+
+    removed = {len(v) for v in pruned.values()}
+    if len(removed) != 1:
+        raise KdbenchError(f"{model_dir}: layers have different numbers of pruned heads; kdbench cannot load it")
+    keep = cfg.num_attention_heads - removed.pop()
+    cfg.pruned_heads = {}
+    with torch.device("cpu"):
+        model = AutoModelForSequenceClassification.from_config(cfg, **fp32_weights())
+    prune_heads(model, keep)
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise KdbenchError(f"{model_dir} has no *.safetensors weights")
+    state = {k: v for f in files for k, v in load_file(str(f)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # buffers such as position_ids are not saved; any missing parameter means the files do not fit the config
+    missing = [k for k in missing if k in dict(model.named_parameters())]
+    if missing or unexpected:
+        raise KdbenchError(
+            f"{model_dir}: weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.config.pruned_heads = pruned
+    return model.float().eval().to(device)
+
+
 def count_parameters(teacher_config, shape: StudentShape) -> int:
     """Exact parameter count of the student with a 2-label head, built on the meta device (no memory, no time)."""
     model = build_model(teacher_config, shape, device="meta")

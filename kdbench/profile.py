@@ -353,14 +353,6 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
     return {t.name: (t.samples, memory[t.name]) for t in targets}
 
 
-def _load_trained(model_dir: Path):
-    from transformers import AutoModelForSequenceClassification
-
-    from kdbench.modeling import fp32_weights
-
-    return AutoModelForSequenceClassification.from_pretrained(model_dir, **fp32_weights()).eval()
-
-
 def run_profile(
     cfg: ProfileConfig, progress: Progress | None = None, clock: Clock | None = None, resolved: Plan | None = None
 ) -> ProfileResult:
@@ -372,7 +364,7 @@ def run_profile(
     """
     import torch
 
-    from kdbench.modeling import build_model
+    from kdbench.modeling import build_model, load_trained
 
     progress = progress or (lambda _desc, _n: None)
     check_device(cfg.device)
@@ -388,7 +380,7 @@ def run_profile(
         models[shape.name] = build_model(p.teacher_config, shape)
     for m in p.runs:
         progress(f"loading {m.name}", 0)
-        models[m.name] = _load_trained(m.model_dir)
+        models[m.name] = load_trained(m.model_dir)
         students[m.name] = {
             **m.shape.to_dict(),
             **m.info,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdbench.errors import KdbenchError
+from kdbench.errors import DeadlineReached, KdbenchError
 from kdbench.registry import suggest
 
 FIELDS = (
@@ -199,6 +199,7 @@ class Cell:
     done: Callable[[], bool]
     run: Callable[[], object]
     group: str = ""  # cells of one group run in order on one shard (a run's distillation, export, evaluations)
+    needs: tuple[str, ...] = ()  # ids of cells that must be done first (a distillation needs its teacher fine-tune)
 
 
 def _config(where: str, fields_: dict):
@@ -276,9 +277,9 @@ def run_specs(study: Study) -> list[RunSpec]:
     return list(specs.values())
 
 
-def cells(study: Study) -> list[Cell]:
+def cells(study: Study, deadline: float | None = None) -> list[Cell]:
     """Every cell of the study, in the order they run: teacher fine-tunes, then per run its distillation, export and
-    evaluations, then the profile."""
+    evaluations, then the profile. `deadline` (a `time.time()` value): trainings checkpoint and stop once it passes."""
     from kdbench.distill import DistillConfig, distill, finetune
 
     specs = run_specs(study)
@@ -288,7 +289,9 @@ def cells(study: Study) -> list[Cell]:
         folder = _teacher_folder(study, task)
         # a distillation run on its own (--cell) fine-tunes its teacher first; otherwise this finds it cached
         teachers[task] = lambda task=task: str(
-            finetune(study.teacher, task, _teacher_config(study, task), study.data_dir, lambda *_: None, False)
+            finetune(
+                study.teacher, task, _teacher_config(study, task), study.data_dir, lambda *_: None, False, deadline
+            )
         )
         out.append(
             Cell(
@@ -318,22 +321,46 @@ def cells(study: Study) -> list[Cell]:
                 f"distill/{spec.id}",
                 "distill",
                 lambda run=spec.path: (run / "metrics.json").is_file(),
-                lambda cfg=cfg: distill(cfg(), log=lambda *_: None, progress=False),
+                lambda cfg=cfg: distill(cfg(), log=lambda *_: None, progress=False, deadline=deadline),
                 spec.id,
+                (f"finetune/{spec.task}",),
             )
         )
         if study.export and spec.task in export_tasks:
             out += _export_cells(spec, export)
     if study.profile:
+        profiled = _profiled(study, specs)
         out.append(
             Cell(
                 "profile",
                 "profile",
-                lambda: (study.output_dir / "profile.json").is_file(),
-                lambda: _profile(study, _profiled(study, specs)),
+                lambda: _profile_covers(study, profiled),
+                lambda: _profile(study, profiled),
+                needs=tuple(c.id for c in out),
             )
         )
     return out
+
+
+def _profile_covers(study: Study, runs: list[Path]) -> bool:
+    """The profile is complete when profile.json times every run it should (one made while runs were missing, say
+    by `profile_finished` after a time limit, is redone once they exist)."""
+    from kdbench.io import read_json
+
+    path = study.output_dir / "profile.json"
+    if not path.is_file():
+        return False
+    timed = {str(Path(r)) for r in read_json(path).get("settings", {}).get("runs", [])}
+    return {str(r) for r in runs} <= timed
+
+
+def profile_finished(study: Study):
+    """Profile the runs that are finished so far (after a time limit stopped the study), so that a partial study
+    still gets a report with speeds. Returns the result, or None when the study has no profile or no finished run."""
+    if not study.profile:
+        return None
+    runs = [r for r in _profiled(study, run_specs(study)) if (r / "metrics.json").is_file()]
+    return _profile(study, runs) if runs else None
 
 
 def _export_cells(spec: RunSpec, export: dict) -> list[Cell]:
@@ -430,13 +457,15 @@ def _run_cell(study: Study, cell: Cell) -> float:
 
     from kdbench.io import atomic_write_json
 
+    began = datetime.datetime.now(datetime.UTC)
     started = time.perf_counter()
     cell.run()
     seconds = time.perf_counter() - started
     record = {
         "kind": cell.kind,
         "seconds": round(seconds, 2),
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "started": began.isoformat(timespec="milliseconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
     }
     atomic_write_json(study.output_dir / LOG / f"{cell.id}.json", record)
     return seconds
@@ -458,17 +487,22 @@ def run_study(
     only: str | None = None,
     progress: Callable[[str, int, int, float | None], None] | None = None,
     shard: tuple[int, int] | None = None,
+    jobs: int = 1,
+    deadline: float | None = None,
 ) -> list[str]:
     """Run the pending cells (or just `only`, or shard K of N), then the report; return the ids that ran.
 
-    `progress(cell_id, done, total, seconds_left)` is called before each cell; the estimate of time left is the mean
-    duration of the cells of each kind finished so far (this session or an earlier one, from the study log), times
-    the pending cells of that kind. Shards write no report: several of them run at once.
+    `progress(description, done, total, seconds_left)` is called before each cell; the estimate of time left is the
+    mean duration of the cells of each kind finished so far (this session or an earlier one, from the study log),
+    times the pending cells of that kind (divided by `jobs`). `jobs` > 1 runs that many cells at once in worker
+    processes, each cell once the cells it needs are done (one GPU serves several small trainings at once; on CPU
+    the cores are shared out). `deadline` (a `time.time()` value): no cell starts after it, and a training in flight
+    checkpoints and stops, so a rerun continues. Shards write no report: several of them run at once.
     """
     import datasets
 
     datasets.disable_progress_bars()  # the study shows one progress bar of its own, not one per tokenisation
-    all_cells = cells(study) if shard is None else shard_cells(cells(study), shard)
+    all_cells = cells(study, deadline) if shard is None else shard_cells(cells(study, deadline), shard)
     if only is not None:
         chosen = [c for c in all_cells if c.id == only]
         if not chosen:
@@ -479,24 +513,140 @@ def run_study(
             return []
         _run_cell(study, chosen[0])
         return [only]
+    if jobs < 1:
+        raise KdbenchError(f"--jobs must be at least 1, got {jobs}")
     pending = [c for c in all_cells if not c.done()]
     durations = _seconds_by_kind(_read_log(study))
-    ran = []
-    for i, cell in enumerate(pending):
-        if progress:
-            progress(cell.id, len(all_cells) - len(pending) + i, len(all_cells), _eta(pending[i:], durations))
-        durations.setdefault(cell.kind, []).append(_run_cell(study, cell))
-        ran.append(cell.id)
+    ran: list[str] = []
+    try:
+        if jobs == 1:
+            _run_in_order(study, all_cells, pending, durations, progress, deadline, ran)
+        else:
+            _run_in_parallel(study, all_cells, pending, durations, progress, deadline, jobs, ran)
+    except DeadlineReached:
+        pass  # the training in flight saved a checkpoint; the report below shows what is finished
     if shard is None:
         write_study_report(study)
     return ran
 
 
+def _run_in_order(study, all_cells, pending, durations, progress, deadline, ran) -> None:
+    for i, cell in enumerate(pending):
+        if _past(deadline):
+            return
+        if progress:
+            progress(cell.id, len(all_cells) - len(pending) + i, len(all_cells), _eta(pending[i:], durations))
+        durations.setdefault(cell.kind, []).append(_run_cell(study, cell))
+        ran.append(cell.id)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.time() >= deadline
+
+
+def _groups(pending: list[Cell]) -> list[list[Cell]]:
+    """Pending cells by group (a run's distillation, export and evaluations stay together, in order)."""
+    out: dict[str, list[Cell]] = {}
+    for c in pending:
+        out.setdefault(c.group or c.id, []).append(c)
+    return list(out.values())
+
+
+def _run_in_parallel(study, all_cells, pending, durations, progress, deadline, jobs, ran) -> None:
+    """A small scheduler: up to `jobs` groups at once in spawned worker processes, each group once every cell it
+    needs is done, in study order. The profile times alone, after every other cell, in this process."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    finished = {c.id for c in all_cells if c.id not in {p.id for p in pending}}
+    alone = [c for c in pending if c.kind == "profile"]
+    waiting = _groups([c for c in pending if c.kind != "profile"])
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    total = len(all_cells)
+    running: dict = {}
+    failure: BaseException | None = None
+
+    def report(what: str) -> None:
+        if progress:
+            left = [c for g in waiting for c in g] + [c for g in running.values() for c in g]
+            eta = _eta(left, durations)
+            progress(what, len(finished), total, None if eta is None else eta / jobs)
+
+    ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked; spawn is also what every OS supports
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(threads,)) as pool:
+        while True:
+            while failure is None and not _past(deadline) and len(running) < jobs:
+                ready = next((g for g in waiting if all(n in finished for c in g for n in c.needs)), None)
+                if ready is None:
+                    break
+                waiting.remove(ready)
+                running[pool.submit(_run_group, study, [c.id for c in ready], deadline)] = ready
+                report(f"{len(running)} running: {', '.join(g[0].id for g in running.values())}")
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                try:
+                    records = future.result()
+                except Exception as exc:  # let the cells in flight finish, start no more, then fail
+                    failure = failure or exc
+                    continue
+                for cell_id, kind, seconds in records:
+                    finished.add(cell_id)
+                    durations.setdefault(kind, []).append(seconds)
+                    ran.append(cell_id)
+            report(f"{len(running)} running")
+    if failure is not None:
+        raise failure
+    for cell in alone:
+        if _past(deadline) or not all(n in finished for n in cell.needs):
+            return
+        report(cell.id)
+        durations.setdefault(cell.kind, []).append(_run_cell(study, cell))
+        ran.append(cell.id)
+
+
+def _worker_init(threads: int) -> None:
+    """A study worker: its share of the CPU threads, and no per-tokenisation progress bars."""
+    import datasets
+    import torch
+
+    torch.set_num_threads(threads)
+    datasets.disable_progress_bars()
+
+
+def _run_group(study: Study, ids: list[str], deadline: float | None) -> list[tuple[str, str, float]]:
+    """In a worker: run the cells `ids` in order, each with its output in the study log's `<cell id>.log`; return
+    (id, kind, seconds) of each finished one (a training stopped at the deadline ends the group)."""
+    import contextlib
+
+    by_id = {c.id: c for c in cells(study, deadline)}
+    out = []
+    for cell_id in ids:
+        cell = by_id[cell_id]
+        if cell.done():
+            continue
+        log = study.output_dir / LOG / f"{cell_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(log, "a", encoding="utf-8") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                seconds = _run_cell(study, cell)
+        except DeadlineReached:
+            break
+        out.append((cell_id, cell.kind, seconds))
+    return out
+
+
 def write_study_report(study: Study) -> dict:
-    """The report of what the study has produced so far, opened by its setup and compute time."""
+    """The report of what the study has produced so far, opened by its setup and compute time (none before the first
+    finished run)."""
     from kdbench.report import write_report
 
     inputs = [study.output_dir / "runs"] + ([study.output_dir / "profile.json"] if study.profile else [])
+    if not any(study.output_dir.glob("runs/*/*/metrics.json")):
+        return {}  # nothing finished yet (a time limit before the first run): no report to write
     return write_report(
         [p for p in inputs if p.exists()], study.output_dir, preamble=preamble(study), baselines=baselines(study)
     )

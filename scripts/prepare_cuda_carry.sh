@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Prepares what scripts/cuda_check.sh needs on a bare GPU machine with no network, in two ignored folders:
-#   .whl/    wheels that machine lacks (datasets, dill, multiprocess from ../shared/device/wheels; accelerate, psutil)
-#   .carry/  the MiniLM teacher as fp16 safetensors (~45 MB) and RTE from ../shared/glue
-# Then, with the device tool:  run(command="bash scripts/cuda_check.sh $OUT --teacher .carry/minilm --data .carry/glue",
-#                                   carry=[".whl", ".carry"], timeout_s=540)
+#   .whl/    wheels that machine lacks (datasets, dill, multiprocess from ../shared/device/wheels)
+#   .carry/  the MiniLM teacher as fp16 safetensors (~45 MB) and the study's GLUE tasks from ../shared/glue
+# Then, with the device tool (one call; the study stops itself in time, the tarball holds every result):
+#   run(command="KDBENCH_GIT_COMMIT=$(git rev-parse HEAD) bash scripts/cuda_check.sh \$OUT --teacher .carry/minilm
+#                --data .carry/glue --study-dir /dev/shm/kd/study --budget-s 540 --pack",
+#       carry=[".whl", ".carry"], timeout_s=590)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .whl .carry/glue/rte
+rm -rf .whl .carry
+mkdir -p .whl .carry/glue
 cp ../shared/device/wheels/*.whl .whl/
-python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-  "accelerate>=0.26,<2" "psutil>=5"
 teacher=$(../shared/tools/offline-teacher.sh "${TEACHERS_DIR:-$HOME/.cache/kdbench/pretrained}" minilm | tail -1)
 python3 - "$teacher" .carry/minilm <<'PY'
 import shutil, sys
@@ -23,5 +23,8 @@ save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
 for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
     shutil.copy(src / name, dst / name)
 PY
-cp ../shared/glue/rte/*.parquet .carry/glue/rte/
+for task in rte mrpc stsb cola; do  # the tasks of reports/cuda/study.yaml
+  mkdir -p .carry/glue/$task && cp ../shared/glue/$task/*.parquet .carry/glue/$task/
+done
 du -sh .whl .carry
+python3 scripts/cuda_check.py /tmp/cuda-check-dry --dry-run --teacher .carry/minilm --data .carry/glue

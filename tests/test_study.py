@@ -202,3 +202,55 @@ def test_log_feeds_the_eta_and_the_report_opens_with_setup_and_compute(tmp_path,
     assert "| main | rte | half_layers,two_heads_pruned | default: 7 | rte: 1.0 |" in md
     assert "| distill | 2 | " in md and "| **total** | 10 | **" in md
     assert "nothing here is a finding" in md
+
+
+def test_a_time_limit_checkpoints_the_training_in_flight_and_a_rerun_continues(
+    tmp_path, bert_teacher, glue_parquet, tiny_zoo, monkeypatch
+):
+    import time
+
+    import kdbench.study as study_mod
+
+    study = load_study(write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=2))
+    assert run_study(study, deadline=time.time() - 1) == []  # past the limit: no cell starts
+    assert not (tmp_path / "out" / "REPORT.md").exists() and not (tmp_path / "out" / "study-log").exists()
+    assert run_study(study, only="finetune/rte") == ["finetune/rte"]
+    # let the study start the next cell although the limit has passed: the training itself must stop at once
+    past = study_mod._past
+    monkeypatch.setattr(study_mod, "_past", lambda deadline: False)
+    assert run_study(study, deadline=time.time() - 1) == []
+    run = tmp_path / "out" / "runs" / "rte" / "half_layers-s7-f1.0"
+    assert (run / "checkpoints").is_dir() and not (run / "metrics.json").exists()
+    monkeypatch.setattr(study_mod, "_past", past)
+    ran = run_study(study)
+    assert ran[0] == "distill/rte/half_layers/s7/f1.0" and (run / "metrics.json").is_file()
+    assert not (run / "checkpoints").exists()
+
+
+def test_parallel_jobs_run_every_cell_once_after_the_cells_it_needs(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
+    import json
+
+    path = write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo)
+    path.write_text(path.read_text().replace("export: {quantize: int8, parity_samples: 8}\n", ""))
+    study = load_study(path)
+    ids = [c.id for c in cells(study)]
+    seen = []
+    ran = run_study(study, progress=lambda what, done, total, left: seen.append((done, total)), jobs=2)
+    assert sorted(ran) == sorted(ids) and len(ran) == len(set(ran))
+    assert seen and all(total == len(ids) for _, total in seen)
+    log = tmp_path / "out" / "study-log"
+    record = {i: json.loads((log / f"{i}.json").read_text()) for i in ids}
+    for i in ids[1:-1]:  # every distillation started after its teacher's fine-tune finished
+        assert record[i]["started"] >= record["finetune/rte"]["finished"]
+        assert (log / f"{i}.log").is_file()  # the worker's output, one file per cell
+    assert record["profile"]["started"] >= max(record[i]["finished"] for i in ids[:-1])  # it times alone
+    assert run_study(study, jobs=2) == []
+
+
+def test_cli_time_limit_and_jobs_are_checked(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
+    path = write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo)
+    bad = CliRunner().invoke(app, ["study", str(path), "--time-limit", "soon"])
+    assert bad.exit_code == 2 and "expected a duration such as 90s" in bad.output
+    bad = CliRunner().invoke(app, ["study", str(path), "--jobs", "0"])
+    assert bad.exit_code == 2
+    assert not (tmp_path / "out").exists()
