@@ -576,6 +576,10 @@ def study(
             "shared out. Each cell's output goes to study-log/<cell>.log. The profile always times alone.",
         ),
     ] = 1,
+    report_only: Annotated[
+        bool,
+        typer.Option("--report", help="Run nothing: write the report from the runs finished so far."),
+    ] = False,
     time_limit: Annotated[
         str | None,
         typer.Option(
@@ -597,6 +601,13 @@ def study(
 
     s = load_study(study_file, teacher, data_dir)
     deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
+    if report_only:
+        from kdbench.study import write_study_report
+
+        if not write_study_report(s):
+            raise KdbenchError(f"{s.output_dir} holds no finished run yet; nothing to report")
+        console.print(f"report: {s.output_dir / 'REPORT.md'}")
+        return
     if list_cells:
         for c in cells(s):
             console.print(f"{'done   ' if c.done() else 'pending'} {c.id}", highlight=False)

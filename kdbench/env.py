@@ -29,6 +29,8 @@ def _version(dist: str) -> str | None:
 
 
 def _git_commit() -> str | None:
+    if os.environ.get("KDBENCH_GIT_COMMIT"):  # said by the caller: a copied tree's .git may be stale or missing
+        return os.environ["KDBENCH_GIT_COMMIT"]
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
@@ -39,9 +41,9 @@ def _git_commit() -> str | None:
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("KDBENCH_GIT_COMMIT")
-    if out.returncode != 0:  # a copy of the tree without .git (a lent GPU machine): the caller may say which commit
-        return os.environ.get("KDBENCH_GIT_COMMIT")
+        return None
+    if out.returncode != 0:
+        return None
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 

@@ -254,3 +254,14 @@ def test_cli_time_limit_and_jobs_are_checked(tmp_path, bert_teacher, glue_parque
     bad = CliRunner().invoke(app, ["study", str(path), "--jobs", "0"])
     assert bad.exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_report_only_runs_nothing(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
+    path = write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo)
+    empty = CliRunner().invoke(app, ["study", str(path), "--report"])
+    assert empty.exit_code == 2 and "no finished run yet" in empty.output
+    assert run_study(load_study(path), only="distill/rte/half_layers/s7/f1.0")
+    ok = CliRunner().invoke(app, ["study", str(path), "--report"])
+    assert ok.exit_code == 0, ok.output
+    md = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "half_layers" in md and not (tmp_path / "out" / "runs" / "rte" / "two_heads_pruned-s7-f1.0").exists()
