@@ -177,19 +177,25 @@ def export_onnx(model, dest: Path, opset: int = DEFAULT_OPSET) -> Path:
         raise KdbenchError(
             "the onnxruntime backend exports with optimum: pip install 'optimum-onnx>=0.1,<0.2'"
         ) from None
+    from kdbench.run import TMP_PREFIX, exclusive, remove_stale_temp
+
     folder = dest.parent
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        with _quiet_export():
-            onnx_export_from_model(
-                model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
-            )
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    remove_stale_temp(folder.parent)  # what killed exports left behind
+    with exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True):
+        if dest.is_file():  # another process exported it while this one waited
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{folder.name}-", dir=folder.parent))
+        try:
+            with _quiet_export():
+                onnx_export_from_model(
+                    model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
+                )
+            if folder.exists():
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -14,11 +14,61 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from kdbench.errors import KdbenchError
+from kdbench.errors import ConfigError, KdbenchError
 from kdbench.profile import DEFAULTS  # light: the profile module imports torch only when it runs
+from kdbench.teacher import DEFAULT_TEACHER
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option or command, a missing or malformed value) as one line and status 2, like
+    every other user error, instead of click's usage box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        usage, no_args, abort = _click_exceptions()
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except no_args as exc:  # `kdbench` alone: the help, as before
+            exc.show()
+            if standalone_mode:
+                sys.exit(0)
+            raise
+        except usage as exc:
+            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+            err_console.print(f"error: {exc.format_message()}{where}", markup=False, highlight=False, soft_wrap=True)
+            if standalone_mode:
+                sys.exit(2)
+            raise
+        except abort:
+            if standalone_mode:
+                err_console.print("interrupted", markup=False)
+                sys.exit(130)
+            raise
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
+def _click_exceptions() -> tuple[tuple, tuple, tuple]:
+    """(usage errors, no-arguments help, abort) of the click typer runs on: newer typer vendors its own copy."""
+    import click
+
+    usage, no_args, abort = [click.UsageError], [], [click.Abort]
+    try:
+        from typer._click import exceptions as vendored
+
+        usage.append(vendored.UsageError)
+        no_args.append(vendored.NoArgsIsHelpError)
+        abort.append(typer.Abort)
+    except ImportError:
+        pass
+    no_args += [e for e in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if e]
+    return tuple(usage), tuple(no_args), tuple(abort)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Measure what knowledge distillation loses and what it buys at deployment.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,13 +87,28 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except KdbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            text = f"{flag(exc.setting)} {exc.problem}" if isinstance(exc, ConfigError) else str(exc)
+            err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; nothing half-written was left (a distillation continues with --resume)")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+# settings whose option is not simply --<setting with dashes>
+FLAGS = {
+    "min_time_s": "--min-time",
+    "max_time_s": "--max-time",
+    "warmup_runs": "--warmup",
+    "warmup_time_s": "--warmup-time",
+}
+
+
+def flag(setting: str) -> str:
+    """The command-line option of a configuration setting (library errors name settings, users type options)."""
+    return FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
 def _ints(option: str, text: str | None) -> tuple[int, ...] | None:
@@ -63,7 +128,7 @@ TeacherOpt = Annotated[
     str,
     typer.Option(
         help="Teacher: hub id or local model folder (only its config is read). "
-        "roberta-base is built in and needs no download."
+        f"{DEFAULT_TEACHER} is built in and needs no download."
     ),
 ]
 StudentsDirOpt = Annotated[
@@ -74,7 +139,7 @@ StudentsDirOpt = Annotated[
 @app.command()
 @user_errors
 def students(
-    teacher: TeacherOpt = "roberta-base",
+    teacher: TeacherOpt = DEFAULT_TEACHER,
     students_dir: StudentsDirOpt = None,
     select: Annotated[
         str, typer.Option("--students", help="Names or groups: paper, heads, pruned, custom, all.")
@@ -95,7 +160,7 @@ def students(
 @app.command()
 @user_errors
 def profile(
-    teacher: TeacherOpt = "roberta-base",
+    teacher: TeacherOpt = DEFAULT_TEACHER,
     select: Annotated[
         str | None,
         typer.Option(
@@ -163,6 +228,7 @@ def profile(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from kdbench.clock import check_device
     from kdbench.io import check_writable
     from kdbench.profile import QUICK, ProfileConfig, plan, run_profile
     from kdbench.render import head_table, print_all, profile_tables
@@ -195,6 +261,7 @@ def profile(
         **settings,
     )
     check_writable(cfg.output)
+    check_device(cfg.device)
     p = plan(cfg)  # every user error surfaces here, before the progress display starts
     started = time.perf_counter()
     with Progress(
@@ -235,62 +302,87 @@ DataDirOpt = Annotated[
 ]
 
 
-def _train_config(learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device):
+def _defaults():
+    """The configuration dataclasses' defaults: the CLI's defaults and its help texts come from them alone."""
+    from dataclasses import MISSING, fields
+
+    from kdbench.distill import DistillConfig, TrainConfig
+
+    return {f.name: f.default for c in (TrainConfig, DistillConfig) for f in fields(c) if f.default is not MISSING}
+
+
+# the defaults shown in --help (read from the dataclasses without importing torch: distill imports it lazily)
+D = _defaults()
+
+LrOpt = Annotated[float | None, typer.Option(help=f"Adam learning rate. Default: {D['learning_rate']}.")]
+EpochsOpt = Annotated[float | None, typer.Option(help=f"Training epochs. Default: {D['epochs']:g}.")]
+BatchOpt = Annotated[int | None, typer.Option(help=f"Sequences per training step. Default: {D['batch_size']}.")]
+SeqOpt = Annotated[
+    int | None,
+    typer.Option(help=f"Maximum tokens per sequence (longer inputs are truncated). Default: {D['max_seq_len']}."),
+]
+MaxTrainOpt = Annotated[int | None, typer.Option(help="Use only the first N training rows. Default: all.")]
+MaxEvalOpt = Annotated[int | None, typer.Option(help="Use only the first N evaluation rows. Default: all.")]
+SeedOpt = Annotated[
+    int | None, typer.Option(help=f"Seed: CPU runs with the same seed repeat exactly. Default: {D['seed']}.")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu or cuda (bf16 autocast on cuda). Default: cpu.")]
+TRAIN_OPTIONS = (
+    "learning_rate",
+    "epochs",
+    "batch_size",
+    "max_seq_len",
+    "max_train_samples",
+    "max_eval_samples",
+    "seed",
+    "device",
+)
+
+
+def _given(values: dict) -> dict:
+    """The options a user typed (typer gives None for the others)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _train(given: dict):
     from kdbench.distill import TrainConfig
 
-    return TrainConfig(
-        learning_rate=learning_rate,
-        epochs=epochs,
-        batch_size=batch_size,
-        max_seq_len=max_seq_len,
-        max_train_samples=max_train_samples,
-        max_eval_samples=max_eval_samples,
-        seed=seed,
-        device=device,
-    )
-
-
-LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
-EpochsOpt = Annotated[float, typer.Option(help="Training epochs.")]
-BatchOpt = Annotated[int, typer.Option(help="Sequences per training step.")]
-SeqOpt = Annotated[int, typer.Option(help="Maximum tokens per sequence (longer inputs are truncated).")]
-MaxTrainOpt = Annotated[int | None, typer.Option(help="Use only the first N training rows.")]
-MaxEvalOpt = Annotated[int | None, typer.Option(help="Use only the first N evaluation rows.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed: CPU runs with the same seed repeat exactly.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu or cuda (bf16 autocast on cuda).")]
+    return TrainConfig(**{k: v for k, v in given.items() if k in TRAIN_OPTIONS})
 
 
 @app.command()
 @user_errors
 def finetune(
     task: TaskOpt,
-    teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = "roberta-base",
+    teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = DEFAULT_TEACHER,
     data_dir: DataDirOpt = None,
-    learning_rate: LrOpt = 5e-5,
-    epochs: EpochsOpt = 10.0,
-    batch_size: BatchOpt = 12,
-    max_seq_len: SeqOpt = 128,
+    learning_rate: LrOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    max_seq_len: SeqOpt = None,
     max_train_samples: MaxTrainOpt = None,
     max_eval_samples: MaxEvalOpt = None,
-    seed: SeedOpt = 42,
-    device: DeviceOpt = "cpu",
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Fine-tune the teacher on a GLUE task and cache it (keyed by teacher, task, data and hyper-parameters)."""
+    given = _given(locals())  # first: only the options are local yet
     from kdbench.distill import finetune as run_finetune
 
-    train = _train_config(
-        learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device
-    )
-    folder = run_finetune(teacher, task, train, data_dir, log=console.print)
+    folder = run_finetune(teacher, task, _train(given), data_dir, log=console.print)
     console.print(f"fine-tuned teacher: {folder}")
 
 
 @app.command()
 @user_errors
 def distill(
-    task: TaskOpt,
-    student: Annotated[str, typer.Option(help="Student name from the zoo (see `kdbench students`).")],
-    teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = "roberta-base",
+    task: Annotated[
+        str | None, typer.Option(help="GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.")
+    ] = None,
+    student: Annotated[str | None, typer.Option(help="Student name from the zoo (see `kdbench students`).")] = None,
+    teacher: Annotated[
+        str | None, typer.Option(help=f"Pretrained teacher: hub id or local model folder. Default: {DEFAULT_TEACHER}.")
+    ] = None,
     teacher_checkpoint: Annotated[
         str | None, typer.Option(help="An already fine-tuned teacher folder (skips fine-tuning).")
     ] = None,
@@ -300,63 +392,72 @@ def distill(
         Path | None, typer.Option(help="Run folder. Default: runs/<task>/<student>-<teacher>-s<seed>.")
     ] = None,
     init: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="teacher: copy mapped layers and embeddings where shapes allow; slice: also give narrower tensors "
-            "the teacher's leading slice (hidden-reduced students start from the teacher's first dimensions); random."
+            "the teacher's leading slice (hidden-reduced students start from the teacher's first dimensions); "
+            f"random. Default: {D['init']}."
         ),
-    ] = "teacher",
-    alpha_hard: Annotated[float, typer.Option(help="Weight of the label cross-entropy.")] = 0.33,
-    alpha_soft: Annotated[float, typer.Option(help="Weight of the soft (teacher logits) loss.")] = 0.33,
-    alpha_feature: Annotated[float, typer.Option(help="Weight of the hidden-state loss.")] = 0.33,
-    temperature: Annotated[float, typer.Option(help="Soft-loss temperature.")] = 2.0,
-    feature_loss: Annotated[str, typer.Option(help="mse or cosine.")] = "mse",
-    learning_rate: LrOpt = 5e-5,
-    epochs: EpochsOpt = 10.0,
-    batch_size: BatchOpt = 12,
-    max_seq_len: SeqOpt = 128,
+    ] = None,
+    alpha_hard: Annotated[
+        float | None, typer.Option(help=f"Weight of the label cross-entropy. Default: {D['alpha_hard']}.")
+    ] = None,
+    alpha_soft: Annotated[
+        float | None, typer.Option(help=f"Weight of the soft (teacher logits) loss. Default: {D['alpha_soft']}.")
+    ] = None,
+    alpha_feature: Annotated[
+        float | None, typer.Option(help=f"Weight of the hidden-state loss. Default: {D['alpha_feature']}.")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help=f"Soft-loss temperature. Default: {D['temperature']}.")
+    ] = None,
+    feature_loss: Annotated[str | None, typer.Option(help=f"mse or cosine. Default: {D['feature_loss']}.")] = None,
+    learning_rate: LrOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    max_seq_len: SeqOpt = None,
     max_train_samples: MaxTrainOpt = None,
     max_eval_samples: MaxEvalOpt = None,
-    seed: SeedOpt = 42,
-    device: DeviceOpt = "cpu",
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted run in --output-dir from its last checkpoint. Options not given are taken "
+            "from the run; one that differs from its recorded recipe is refused.",
+        ),
     ] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a kdbench run folder (never a folder kdbench did not write).")
+    ] = False,
 ) -> None:
     """Distil a student from a fine-tuned teacher (fine-tuning the teacher first unless cached).
 
     The recipe of "What is Lost in Knowledge Distillation?": 0.33 x label cross-entropy + 0.33 x KL to the teacher at
     temperature 2 (x T^2) + 0.33 x MSE between mapped hidden states; first and last layers tied, the rest spread
     uniformly; Adam at 5e-5, 10 epochs, batch 12, length 128. Writes the student (save_pretrained), metrics.json,
-    config.json and the layer map into the run folder.
+    config.json and the layer map into the run folder. Every input is checked before anything is written.
     """
+    given = _given({k: v for k, v in locals().items() if k not in ("resume", "overwrite")})  # first: options only
     from rich.table import Table
 
-    from kdbench.distill import DistillConfig
+    from kdbench.distill import DistillConfig, resumed_config
     from kdbench.distill import distill as run_distill
 
-    train = _train_config(
-        learning_rate, epochs, batch_size, max_seq_len, max_train_samples, max_eval_samples, seed, device
-    )
-    cfg = DistillConfig(
-        task=task,
-        student=student,
-        teacher=teacher,
-        teacher_checkpoint=teacher_checkpoint,
-        students_dir=students_dir,
-        data_dir=data_dir,
-        output_dir=output_dir,
-        init=init,
-        alpha_hard=alpha_hard,
-        alpha_soft=alpha_soft,
-        alpha_feature=alpha_feature,
-        temperature=temperature,
-        feature_loss=feature_loss,
-        train=train,
-        resume=resume,
-        overwrite=overwrite,
-    )
+    if resume:
+        if output_dir is None:
+            raise KdbenchError("--resume needs --output-dir: the run folder to continue")
+        if overwrite:
+            raise KdbenchError("--resume and --overwrite exclude each other")
+        cfg = resumed_config(output_dir, {k: v for k, v in given.items() if k != "output_dir"})
+    else:
+        for name in ("task", "student"):
+            if name not in given:
+                raise KdbenchError(f"--{name} is required (or --resume with the --output-dir of an interrupted run)")
+        cfg = DistillConfig(
+            **{k: v for k, v in given.items() if k not in TRAIN_OPTIONS}, train=_train(given), overwrite=overwrite
+        )
     doc = run_distill(cfg, log=console.print)
     table = Table(title=f"{doc['task']}: {doc['student']} distilled from {doc['teacher']}")
     for col in ("model", *next(iter(doc["metrics"].values())).keys()):
@@ -570,7 +671,6 @@ def study(
     jobs: Annotated[
         int,
         typer.Option(
-            min=1,
             help="Cells run at once in worker processes, each when the cells it needs are done (a distillation waits "
             "for its teacher's fine-tune). One GPU trains several small students at once; on CPU the cores are "
             "shared out. Each cell's output goes to study-log/<cell>.log. The profile always times alone.",
@@ -597,10 +697,20 @@ def study(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from kdbench.study import cells, load_study, run_study
+    from kdbench.registry import suggest
+    from kdbench.study import cells, load_study, run_study, shard_cells
 
     s = load_study(study_file, teacher, data_dir)
     deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
+    if jobs < 1:
+        raise KdbenchError(f"--jobs must be at least 1, got {jobs}")
+    chosen_shard = _parse_shard(shard) if shard else None
+    if chosen_shard or cell:  # both name cells: check them before the progress display starts
+        every = cells(s)
+        if chosen_shard:
+            shard_cells(every, chosen_shard)
+        if cell and cell not in {c.id for c in every}:
+            raise KdbenchError(f"unknown cell {cell!r}{suggest(cell, [c.id for c in every])}; list them with --list")
     if report_only:
         from kdbench.study import write_study_report
 
@@ -626,7 +736,7 @@ def study(
             eta = f"~{left / 60:.0f} min left" if left is not None else ""
             bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
 
-        ran = run_study(s, cell, progress, _parse_shard(shard) if shard else None, jobs, deadline)
+        ran = run_study(s, cell, progress, chosen_shard, jobs, deadline)
     console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
     left = sum(not c.done() for c in cells(s))
     if left and deadline is not None and time.time() >= deadline:

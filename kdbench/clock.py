@@ -67,10 +67,9 @@ DEVICES = ("cpu", "cuda")
 
 def check_device(device: str) -> None:
     """Fail with one clear line for an unknown device, or CUDA asked for where PyTorch sees none."""
-    from kdbench.errors import KdbenchError
+    from kdbench.errors import KdbenchError, check_choice
 
-    if device not in DEVICES:
-        raise KdbenchError(f"--device is {device!r}; allowed: {', '.join(DEVICES)}")
+    check_choice("device", device, DEVICES)
     if device == "cuda":
         import torch
 

@@ -68,6 +68,8 @@ def _from_profile(doc: dict, source: str) -> dict[tuple, Measured]:
 def _from_pytest_benchmark(doc: dict, source: str) -> dict[tuple, Measured]:
     out = {}
     for b in doc["benchmarks"]:
+        if not isinstance(b, dict) or not isinstance(b.get("stats") or {}, dict):
+            raise KdbenchError(f"{source}: every entry of 'benchmarks' must be an object with 'stats', got {b!r:.60}")
         info = b.get("extra_info") or {}
         stats = b.get("stats") or {}
         student = info.get("student", b.get("name"))
@@ -90,6 +92,16 @@ def _from_pytest_benchmark(doc: dict, source: str) -> dict[tuple, Measured]:
 Runs = dict[tuple, list[Measured]]  # cell key -> one Measured per run (file)
 
 
+def _guarded(reader, doc: dict, path: Path) -> dict[tuple, Measured]:
+    """A reader's result, with any malformed field turned into one line naming the file."""
+    try:
+        return reader(doc, str(path))
+    except KdbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise KdbenchError(f"{path}: malformed result file ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
 def read_results(path: Path) -> tuple[str, Runs]:
     """(kind, cells) from a result file, or from every *.json in a folder (each file one run, all of one kind)."""
     path = Path(path)
@@ -106,10 +118,10 @@ def read_results(path: Path) -> tuple[str, Runs]:
         doc = read_json(f)
         if isinstance(doc, dict) and doc.get("schema") == PROFILE_SCHEMA:
             kinds.add("kdbench")
-            found = _from_profile(doc, str(f))
+            found = _guarded(_from_profile, doc, f)
         elif isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list) and "machine_info" in doc:
             kinds.add("pytest-benchmark")
-            found = _from_pytest_benchmark(doc, str(f))
+            found = _guarded(_from_pytest_benchmark, doc, f)
         elif isinstance(doc, dict) and str(doc.get("schema", "")).startswith("kdbench."):
             raise KdbenchError(f"{f} is a {doc['schema']} file, not profile results")
         else:

@@ -108,8 +108,9 @@ _TSV_COLUMNS = {  # header names of (text fields..., label) in the classic files
 
 def _read_tsv(task: Task, path: Path) -> dict[str, list]:
     cols: dict[str, list] = {f: [] for f in task.text_fields} | {"label": []}
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    from kdbench.io import read_text
+
+    rows = list(csv.reader(read_text(path, "data file").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
     if task.name == "cola":  # no header: source, label, original label, sentence
         for i, row in enumerate(rows, 1):
             if len(row) < 4:
@@ -170,6 +171,18 @@ def _local_split(task: Task, data_dir: Path, split: str):
     )
 
 
+def _valid_label(task: Task, label) -> bool:
+    """A finite number (STS-B), or a whole class id in range; NaN, inf, None and 0.5 are not labels."""
+    import math
+    import numbers
+
+    if label is None or isinstance(label, bool) or not isinstance(label, numbers.Real):
+        return False
+    if not math.isfinite(label):
+        return False
+    return task.is_regression or (float(label).is_integer() and 0 <= int(label) < task.num_labels)
+
+
 def _check_split(task: Task, ds, source: str):
     """Columns present, not empty, labels in range; rows with empty text are malformed."""
     missing = [c for c in (*task.text_fields, "label") if c not in ds.column_names]
@@ -177,14 +190,12 @@ def _check_split(task: Task, ds, source: str):
         raise KdbenchError(f"{source}: missing column(s) {', '.join(missing)} (expected the hub's GLUE names)")
     if len(ds) == 0:
         raise KdbenchError(f"{source}: the split is empty")
-    labels = ds["label"]
-    for i, label in enumerate(labels):
-        if label is None:
-            raise KdbenchError(f"{source}: row {i + 1} has no label")
-        if not task.is_regression and not (0 <= int(label) < task.num_labels and float(label) == int(label)):
-            raise KdbenchError(
-                f"{source}: row {i + 1} has label {label}; {task.name} labels are 0..{task.num_labels - 1}"
-            )
+    bad = [i + 1 for i, label in enumerate(ds["label"]) if not _valid_label(task, label)]
+    if bad:
+        first = ds["label"][bad[0] - 1]
+        allowed = "finite numbers" if task.is_regression else f"0..{task.num_labels - 1}"
+        rows = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise KdbenchError(f"{source}: bad label {first!r} in row(s) {rows}; {task.name} labels are {allowed}")
     for f in task.text_fields:
         for i, text in enumerate(ds[f]):
             if not isinstance(text, str):

@@ -22,9 +22,10 @@ from kdbench import env
 from kdbench.backends import cache_root
 from kdbench.clock import DEVICES, check_device
 from kdbench.data import Task, get_task, load_task, tokenize
-from kdbench.errors import DeadlineReached, KdbenchError
+from kdbench.errors import ConfigError, DeadlineReached, KdbenchError, check_choice
 from kdbench.io import atomic_write_json, read_json
 from kdbench.metrics import main_score, task_metrics
+from kdbench.run import FINISHED, FOREIGN, INTERRUPTED, WALL_FILE, Run, exclusive, last_checkpoint, wall_time_so_far
 
 FEATURE_LOSSES = ("mse", "cosine")
 INITS = ("teacher", "slice", "random")
@@ -46,22 +47,28 @@ class TrainConfig:
     device: str = "cpu"  # cpu or cuda (bf16 autocast on cuda)
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise KdbenchError(f"--device is {self.device!r}; allowed: {', '.join(DEVICES)}")
-        for name, value in (
-            ("--learning-rate", self.learning_rate),
-            ("--epochs", self.epochs),
-            ("--batch-size", self.batch_size),
-            ("--max-seq-len", self.max_seq_len),
-        ):
-            if value <= 0:
-                raise KdbenchError(f"{name} must be positive, got {value}")
-        for name, value in (
-            ("--max-train-samples", self.max_train_samples),
-            ("--max-eval-samples", self.max_eval_samples),
-        ):
-            if value is not None and value <= 0:
-                raise KdbenchError(f"{name} must be positive, got {value}")
+        check_choice("device", self.device, DEVICES)
+        for name in ("learning_rate", "epochs", "batch_size", "max_seq_len"):
+            _check_positive(name, getattr(self, name), integer=name in ("batch_size", "max_seq_len"))
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name), integer=True)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:
+            raise ConfigError("seed", f"must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
+
+
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+TRAIN_RECIPE = tuple(n for n in TRAIN_FIELDS if n != "device")  # what a resumed run must keep (any device will do)
+
+
+def _check_positive(name: str, value, integer: bool = False) -> None:
+    import numbers
+
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(name, f"must be a positive {'integer' if integer else 'number'}, got {value!r}")
+    if not 0 < value < float("inf"):  # NaN fails this too
+        raise ConfigError(name, f"must be positive and finite, got {value}")
 
 
 @dataclass(frozen=True)
@@ -87,15 +94,17 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)
-        if self.init not in INITS:
-            raise KdbenchError(f"--init is {self.init!r}; allowed: {', '.join(INITS)}")
-        if self.feature_loss not in FEATURE_LOSSES:
-            raise KdbenchError(f"--feature-loss is {self.feature_loss!r}; allowed: {', '.join(FEATURE_LOSSES)}")
-        weights = (self.alpha_hard, self.alpha_soft, self.alpha_feature)
-        if min(weights) < 0 or sum(weights) == 0:
-            raise KdbenchError("loss weights must not be negative and must not all be zero")
-        if self.temperature <= 0:
-            raise KdbenchError(f"--temperature must be positive, got {self.temperature}")
+        check_choice("init", self.init, INITS)
+        check_choice("feature_loss", self.feature_loss, FEATURE_LOSSES)
+        for name in ("alpha_hard", "alpha_soft", "alpha_feature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ConfigError(name, f"must be a finite number of at least 0, got {value!r}")
+        if self.alpha_hard + self.alpha_soft + self.alpha_feature == 0:
+            raise KdbenchError("loss weights must not all be zero")
+        _check_positive("temperature", self.temperature)
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError("train", f"must be a TrainConfig, got {type(self.train).__name__}")
         if self.resume and self.overwrite:
             raise KdbenchError("--resume and --overwrite exclude each other")
 
@@ -429,6 +438,85 @@ def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Pa
     return cache_root() / "teachers" / f"{_slug(teacher)}-{task.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
 
 
+def _checked_teacher_config(name: str, max_seq_len: int, what: str):
+    """The teacher's config, checked before anything is written: it exists, is an encoder, and has positions for
+    `max_seq_len` tokens."""
+    from kdbench.profile import max_sequence_length
+    from kdbench.teacher import load_teacher_config
+
+    config = load_teacher_config(name)
+    limit = max_sequence_length(config)
+    if limit is not None and max_seq_len > limit:
+        raise ConfigError("max_seq_len", f"is {max_seq_len}, more than the {what} {name} allows ({limit} positions)")
+    return config
+
+
+@dataclass
+class _Finetune:
+    """A teacher fine-tune whose inputs are all loaded and checked; `run` is the only step that writes."""
+
+    teacher: str
+    task: Task
+    train: TrainConfig
+    data_dir: Path | None
+    model: object
+    tokenizer: object
+    tokenized: object
+
+    @classmethod
+    def prepare(cls, teacher: str, task: Task, train: TrainConfig, data_dir: Path | None) -> _Finetune:
+        _checked_teacher_config(teacher, train.max_seq_len, "teacher")
+        data = load_task(task, data_dir, train.max_train_samples, train.max_eval_samples)
+        model, tokenizer = _load_pretrained(teacher, task.num_labels, "teacher")
+        return cls(teacher, task, train, data_dir, model, tokenizer, tokenize(data, task, tokenizer, train.max_seq_len))
+
+    def run(self, folder: Path, log=print, progress: bool = True, deadline: float | None = None) -> Path:
+        from transformers import DataCollatorWithPadding, Trainer, set_seed
+
+        task, train = self.task, self.train
+        # one fine-tune per cache entry: a second process waits, then finds it done
+        with exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True, log=log):
+            if (folder / "metrics.json").is_file():
+                return folder
+            set_seed(train.seed)
+            work = folder.with_name(folder.name + ".work")
+            checkpoint = last_checkpoint(work / "checkpoints")
+            stop = _deadline_callback(deadline) if deadline is not None else None
+            wall = _wall_clock(wall_time_so_far(checkpoint))
+            trainer = Trainer(
+                model=self.model,
+                args=_training_args(train, work / "checkpoints", task, list(_keys(task)), progress),
+                train_dataset=self.tokenized["train"],
+                eval_dataset=_eval_datasets(self.tokenized, task),
+                processing_class=self.tokenizer,
+                data_collator=DataCollatorWithPadding(self.tokenizer),
+                compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
+                callbacks=[c for c in (stop, wall) if c],
+            )
+            trainer.train(resume_from_checkpoint=checkpoint)
+            _check_deadline(stop, f"fine-tuning the teacher on {task.name}", work / "checkpoints")
+            metrics = _evaluate_all(trainer, self.tokenized, task)
+            _save_model(trainer.model, self.tokenizer, work / "model")
+            atomic_write_json(
+                work / "model" / "metrics.json",
+                {
+                    "task": task.name,
+                    "teacher": self.teacher,
+                    "metrics": metrics,
+                    "score": main_score(task, metrics[task.eval_splits[0]]),
+                    "train": asdict(train),
+                    "wall_s": wall.total(),
+                    "environment": env.collect(),
+                },
+            )
+            if folder.exists():
+                shutil.rmtree(folder)
+            (work / "model").rename(folder)  # the cache entry appears complete, in one step
+            shutil.rmtree(work, ignore_errors=True)
+        log(f"teacher {task.main_metric}: {metrics[task.eval_splits[0]][task.main_metric]:.4f} -> {folder}")
+        return folder
+
+
 def finetune(
     teacher: str,
     task_name: str,
@@ -440,69 +528,45 @@ def finetune(
 ) -> Path:
     """Fine-tune the teacher on the task (or reuse the cached result); return its folder. `progress`: the Trainer's
     progress bars (off when a caller such as `kdbench study` shows its own). `deadline` (a `time.time()` value):
-    checkpoint and raise DeadlineReached once passed; the next call resumes from the checkpoint."""
-    from transformers import DataCollatorWithPadding, Trainer, set_seed
-
+    checkpoint and raise DeadlineReached once passed; the next call resumes from the checkpoint. Every input is
+    checked before the cache is touched."""
     task = get_task(task_name)
     check_device(train.device)
     folder = teacher_cache_dir(teacher, task, train, data_dir)
     if (folder / "metrics.json").is_file():
         log(f"fine-tuned teacher found in cache: {folder}")
         return folder
-    set_seed(train.seed)
-    data = load_task(task, data_dir, train.max_train_samples, train.max_eval_samples)
-    model, tokenizer = _load_pretrained(teacher, task.num_labels, "teacher")
-    tokenized = tokenize(data, task, tokenizer, train.max_seq_len)
-    work = folder.with_name(folder.name + ".work")
-    args = _training_args(train, work / "checkpoints", task, list(_keys(task)), progress)
-    stop = _deadline_callback(deadline) if deadline is not None else None
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=tokenized["train"],
-        eval_dataset=_eval_datasets(tokenized, task),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
-        callbacks=[stop] if stop else None,
-    )
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(work / "checkpoints"))
-    _check_deadline(stop, f"fine-tuning the teacher on {task.name}", work / "checkpoints")
-    metrics = _evaluate_all(trainer, tokenized, task)
-    _save_model(trainer.model, tokenizer, work / "model")
-    atomic_write_json(
-        work / "model" / "metrics.json",
-        {
-            "task": task.name,
-            "teacher": teacher,
-            "metrics": metrics,
-            "score": main_score(task, metrics[task.eval_splits[0]]),
-            "train": asdict(train),
-            "wall_s": time.perf_counter() - started,
-            "environment": env.collect(),
-        },
-    )
-    if folder.exists():
-        shutil.rmtree(folder)
-    (work / "model").rename(folder)  # the cache entry appears complete, in one step
-    shutil.rmtree(work, ignore_errors=True)
-    log(f"teacher {task.main_metric}: {metrics[task.eval_splits[0]][task.main_metric]:.4f} -> {folder}")
-    return folder
+    return _Finetune.prepare(teacher, task, train, data_dir).run(folder, log, progress, deadline)
 
 
 def _keys(task: Task):
     return [s.removeprefix("validation_") for s in task.eval_splits]
 
 
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest complete Trainer checkpoint folder under `folder`, or None. A kill while the Trainer was writing a
-    checkpoint leaves one without its trainer_state.json (written last): it is skipped for the one before."""
-    found = sorted(
-        (p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
-        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
-    )
-    return str(found[-1]) if found else None
+class _WallClock:
+    """Training seconds of a run across interrupted sessions: each checkpoint records the total so far."""
+
+    def __init__(self, before: float) -> None:
+        self.before, self.started = before, time.perf_counter()
+
+    def total(self) -> float:
+        return self.before + time.perf_counter() - self.started
+
+
+def _wall_clock(before: float):
+    from transformers import TrainerCallback
+
+    clock = _WallClock(before)
+
+    class RecordWall(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                atomic_write_json(folder / WALL_FILE, {"wall_s": clock.total()})
+
+    callback = RecordWall()
+    callback.total = clock.total
+    return callback
 
 
 def _save_model(model, tokenizer, dest: Path) -> None:
@@ -516,40 +580,119 @@ def _save_model(model, tokenizer, dest: Path) -> None:
     tmp.rename(dest)
 
 
-def _check_run_dir(cfg: DistillConfig, run: Path) -> None:
-    finished = (run / "metrics.json").is_file()
-    unfinished = last_checkpoint(run / "checkpoints") is not None
+def _check_run_state(cfg: DistillConfig, run: Run) -> dict | None:
+    """Whether `cfg` may write into `run` (returns the recorded config when resuming). Checked before anything is
+    written and again once the run's lock is held."""
+    state = run.state()
+    if state == FOREIGN:
+        raise KdbenchError(
+            f"{run.path} is a non-empty folder that kdbench did not write; kdbench never replaces it "
+            "(choose another --output-dir)"
+        )
     if cfg.resume:
-        if not unfinished:
-            what = "a finished run" if finished else "not a kdbench run (no checkpoints)"
-            raise KdbenchError(f"--resume: {run} is {what}; nothing to continue")
-    elif cfg.overwrite:
-        shutil.rmtree(run, ignore_errors=True)
-    elif finished:
-        raise KdbenchError(f"{run} already holds a finished run; pass --overwrite to replace it or --output-dir")
-    elif unfinished:
-        raise KdbenchError(f"{run} holds an interrupted run; pass --resume to continue it or --overwrite")
+        if state != INTERRUPTED:
+            what = {FINISHED: "a finished run", "absent": "empty or missing"}.get(state, "a run with no checkpoint")
+            raise KdbenchError(f"--resume: {run.path} is {what}; nothing to continue")
+        recorded = run.config()
+        diffs = recipe_differences(recorded, cfg)
+        if diffs:
+            raise KdbenchError(
+                f"--resume: {run.path} was started with another recipe ({'; '.join(diffs)}); resume with the same "
+                "options (those not given are taken from the run)"
+            )
+        return recorded
+    if cfg.overwrite or state == "absent":
+        return None
+    if state == FINISHED:
+        raise KdbenchError(f"{run.path} already holds a finished run; pass --overwrite to replace it or --output-dir")
+    if state == INTERRUPTED:
+        raise KdbenchError(f"{run.path} holds an interrupted run; pass --resume to continue it or --overwrite")
+    raise KdbenchError(f"{run.path} holds a run stopped before its first checkpoint; pass --overwrite to restart it")
+
+
+def recipe_differences(recorded: dict, cfg: DistillConfig) -> list[str]:
+    """Fields where `cfg` differs from a run's recorded configuration, as 'field recorded -> given'."""
+    now = cfg.to_dict()
+    pairs = [(k, recorded.get(k), now[k]) for k in ("student", "teacher", "teacher_checkpoint", *RECIPE_FIELDS)]
+    pairs.append(
+        ("task", get_task(recorded.get("task", "")).name if recorded.get("task") else None, get_task(cfg.task).name)
+    )
+    pairs += [(k, (recorded.get("train") or {}).get(k), now["train"][k]) for k in TRAIN_RECIPE]
+    return [f"{k} {a!r} -> {b!r}" for k, a, b in pairs if a != b]
+
+
+def resumed_config(run_dir: Path, given: dict) -> DistillConfig:
+    """The configuration to continue the interrupted run in `run_dir` with: its recorded recipe, where `given` (the
+    options a user passed, by field name; training fields flat) may only repeat it."""
+    run = Run(run_dir)
+    if run.state() != INTERRUPTED:
+        raise KdbenchError(f"--resume: {run.path} holds no interrupted run; nothing to continue")
+    rec = run.config()
+    train = {**{k: v for k, v in (rec.get("train") or {}).items() if k in TRAIN_FIELDS}}
+    train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
+    direct = ("task", "student", "teacher", "teacher_checkpoint", "students_dir", "data_dir", *RECIPE_FIELDS)
+    fields_ = {k: rec.get(k) for k in direct if k in rec}
+    fields_.update({k: v for k, v in given.items() if k in direct})
+    for k in ("students_dir", "data_dir"):
+        fields_[k] = Path(fields_[k]) if fields_.get(k) else None
+    return DistillConfig(**fields_, train=TrainConfig(**train), output_dir=run.path, resume=True)
 
 
 def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: float | None = None) -> dict:
     """Run one distillation and write its run folder; return the metrics document (`progress` and `deadline`: as in
-    finetune; a run stopped at the deadline is left resumable with `resume=True`)."""
-    from transformers import DataCollatorWithPadding, set_seed
+    finetune; a run stopped at the deadline is left resumable with `resume=True`).
 
-    from kdbench.students import load_zoo, lookup_student, resolve, teacher_as_student
+    Every input is checked first (run folder, student, teacher, data); only then does it take the run's lock and
+    write. `overwrite` replaces a kdbench run folder only, never another folder.
+    """
+    from kdbench.io import check_folder_writable
+    from kdbench.students import load_zoo, lookup_student, resolve
     from kdbench.teacher import teacher_shape
 
     task = get_task(cfg.task)
-    check_device(cfg.train.device)  # before any data or model is loaded
-    run = cfg.run_dir()
-    _check_run_dir(cfg, run)
+    check_device(cfg.train.device)
+    run = Run(cfg.run_dir())
+    check_folder_writable(run.path, "--output-dir")
+    recorded = _check_run_state(cfg, run)
     spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
-    data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
-    teacher_dir = cfg.teacher_checkpoint or str(
-        finetune(cfg.teacher, cfg.task, cfg.train, cfg.data_dir, log, progress, deadline)
+    shape = resolve(
+        spec, teacher_shape(_checked_teacher_config(cfg.teacher, cfg.train.max_seq_len, "teacher"), cfg.teacher)
     )
-    teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
-    shape = resolve(spec, teacher_shape(teacher.config, cfg.teacher))
+    if recorded and recorded.get("student_shape") and _dims(recorded["student_shape"]) != _dims(shape.to_dict()):
+        raise KdbenchError(
+            f"--resume: the student file {cfg.student} now resolves to another shape than {run.path} has"
+        )
+    data = load_task(task, cfg.data_dir, cfg.train.max_train_samples, cfg.train.max_eval_samples)
+    teacher_dir = cfg.teacher_checkpoint
+    cached = teacher_cache_dir(cfg.teacher, task, cfg.train, cfg.data_dir)
+    job = None
+    if teacher_dir is None and not (cached / "metrics.json").is_file():
+        job = _Finetune.prepare(cfg.teacher, task, cfg.train, cfg.data_dir)
+    if job is None:  # the fine-tuned teacher exists: load (and so check) it now
+        teacher, tokenizer = _load_pretrained(teacher_dir or str(cached), task.num_labels, "fine-tuned teacher")
+    # every input checked: from here on kdbench writes
+    with run.writing():
+        _check_run_state(cfg, run)  # again, under the lock: another process may have written meanwhile
+        if cfg.overwrite:
+            run.clear()
+        if job is not None:
+            teacher_dir = str(job.run(cached, log, progress, deadline))
+            teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
+        teacher_dir = teacher_dir or str(cached)
+        return _train_student(cfg, run, task, shape, teacher, tokenizer, teacher_dir, data, log, progress, deadline)
+
+
+def _dims(shape: dict) -> tuple:
+    return tuple(shape.get(k) for k in ("layers", "heads", "head_dim", "hidden", "ffn"))
+
+
+def _train_student(cfg, run: Run, task: Task, shape, teacher, tokenizer, teacher_dir, data, log, progress, deadline):
+    """The distillation itself, inside the run's lock: build, train (or continue), evaluate, write."""
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from kdbench.students import teacher_as_student
+    from kdbench.teacher import teacher_shape
+
     set_seed(cfg.train.seed)
     student, lmap, report = build_student(teacher, shape, cfg.init)
     log(
@@ -558,10 +701,12 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
     )
     module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
+    checkpoint = run.last_checkpoint() if cfg.resume else None
     stop = _deadline_callback(deadline) if deadline is not None else None
+    wall = _wall_clock(wall_time_so_far(checkpoint))
     trainer = _kd_trainer_class()(
         model=module,
-        args=_training_args(cfg.train, run / "checkpoints", task, _keys(task), progress),
+        args=_training_args(cfg.train, run.checkpoints_dir, task, _keys(task), progress),
         train_dataset=tokenized["train"],
         eval_dataset=_eval_datasets(tokenized, task),
         processing_class=tokenizer,
@@ -571,17 +716,14 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
         lmap=lmap,
         cfg=cfg,
         regression=task.is_regression,
-        callbacks=[stop] if stop else None,
+        callbacks=[c for c in (stop, wall) if c],
     )
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        run / "config.json",
-        {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)},
-    )
-    started = time.perf_counter()
-    trained = trainer.train(resume_from_checkpoint=last_checkpoint(run / "checkpoints") if cfg.resume else None)
-    wall = time.perf_counter() - started
-    _check_deadline(stop, f"distilling {shape.name} on {task.name}", run / "checkpoints")
+    if not cfg.resume:
+        run.write_config(
+            {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)}
+        )
+    trained = trainer.train(resume_from_checkpoint=checkpoint)
+    _check_deadline(stop, f"distilling {shape.name} on {task.name}", run.checkpoints_dir)
     metrics = _evaluate_all(trainer, tokenized, task)
     teacher_doc = _teacher_metrics(teacher_dir, task, trainer, tokenized)
     score = main_score(task, metrics[task.eval_splits[0]])
@@ -598,22 +740,34 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
         "teacher_metrics": teacher_doc,
         "teacher_score": teacher_doc["score"],
         "share_of_teacher": score / teacher_doc["score"] if teacher_doc["score"] else None,
-        "epochs": [e for e in trainer.state.log_history if any(k.startswith("eval_") for k in e)],
+        "epochs": _epoch_evaluations(trainer.state.log_history),
         "layer_map": lmap,
         "init": asdict(report),
         "student_shape": shape.to_dict(),
         "teacher_shape": teacher_as_student(teacher_shape(teacher.config, cfg.teacher)).to_dict(),
         "train_samples": len(tokenized["train"]),
-        "wall_s": wall,
+        "wall_s": wall.total(),  # every session's training time, resumed ones included
+        "resumed": bool(cfg.resume),
         "config": cfg.to_dict(),
         "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
         "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),
         "environment": env.collect(),
     }
-    _save_model(trainer.model.student, tokenizer, run / "student")
-    atomic_write_json(run / "metrics.json", doc)  # written last: its presence marks a finished run
-    shutil.rmtree(run / "checkpoints", ignore_errors=True)  # only needed to resume; the student is saved
+    _save_model(trainer.model.student, tokenizer, run.student_dir)
+    run.write_metrics(doc)  # written last: its presence marks a finished run
+    shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # only needed to resume; the student is saved
     return doc
+
+
+def _epoch_evaluations(log_history: list[dict]) -> list[dict]:
+    """One evaluation per epoch: the Trainer logs the best model's final evaluation with the last epoch's number
+    again (and a resumed run may repeat an epoch); the first entry of each epoch is kept."""
+    seen, out = set(), []
+    for entry in log_history:
+        if any(k.startswith("eval_") for k in entry) and entry.get("epoch") not in seen:
+            seen.add(entry.get("epoch"))
+            out.append(entry)
+    return out
 
 
 def _teacher_metrics(teacher_dir: str, task: Task, trainer, tokenized) -> dict:

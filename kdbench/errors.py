@@ -12,3 +12,23 @@ class KdbenchError(Exception):
 
 class DeadlineReached(KdbenchError):
     """Training stopped at a wall-clock deadline after saving a checkpoint: rerunning the same command continues it."""
+
+
+class ConfigError(KdbenchError):
+    """A configuration value out of range, named by its setting (`learning_rate`), not by a command-line flag: the CLI
+    shows the flag (`--learning-rate`), a study file its file and field (`study.yaml: train.learning_rate`)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting  # the dataclass field
+        self.problem = problem  # e.g. "must be positive, got -1"
+
+
+def check_choice(setting: str, value, allowed) -> None:
+    """Fail with the setting, the value, the allowed values and a "did you mean" when `value` is not allowed."""
+    from kdbench.registry import suggest
+
+    allowed = tuple(allowed)
+    if value not in allowed:
+        hint = suggest(str(value), [str(a) for a in allowed])
+        raise ConfigError(setting, f"is {value!r}{hint}; allowed: {', '.join(map(str, allowed))}")

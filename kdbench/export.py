@@ -9,15 +9,14 @@ failed and refused by later commands unless forced.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kdbench.data import get_task, load_task, tokenize
-from kdbench.errors import KdbenchError
-from kdbench.io import atomic_write_json, read_json
+from kdbench.errors import ConfigError, KdbenchError, check_choice
+from kdbench.run import Run, file_sha256
 
 OPTIMIZE_LEVELS = ("O1", "O2", "O3")
 QUANTIZE = ("int8",)
@@ -37,26 +36,37 @@ class ExportConfig:
     parity_samples: int = 256  # evaluation examples compared against PyTorch
 
     def __post_init__(self) -> None:
-        if self.optimize is not None and self.optimize not in OPTIMIZE_LEVELS:
-            raise KdbenchError(f"--optimize is {self.optimize!r}; allowed: {', '.join(OPTIMIZE_LEVELS)}")
-        if self.quantize is not None and self.quantize not in QUANTIZE:
-            raise KdbenchError(f"--quantize is {self.quantize!r}; allowed: {', '.join(QUANTIZE)}")
-        if self.parity_samples <= 0:
-            raise KdbenchError(f"--parity-samples must be positive, got {self.parity_samples}")
+        if self.optimize is not None:
+            check_choice("optimize", self.optimize, OPTIMIZE_LEVELS)
+        if self.quantize is not None:
+            check_choice("quantize", self.quantize, QUANTIZE)
+        if (
+            isinstance(self.parity_samples, bool)
+            or not isinstance(self.parity_samples, int)
+            or self.parity_samples <= 0
+        ):
+            raise ConfigError("parity_samples", f"must be a positive integer, got {self.parity_samples!r}")
+        newest = max_opset()
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= newest:
+            raise ConfigError(
+                "opset", f"is {self.opset!r}; allowed: {MIN_OPSET} to {newest} (the installed onnx package's newest)"
+            )
+
+
+MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on
+
+
+def max_opset() -> int:
+    """The newest opset the installed onnx package knows."""
+    import onnx.defs
+
+    return int(onnx.defs.onnx_opset_version())
 
 
 # ---------------------------------------------------------------------------------------------- the run folder
 def run_info(run_dir: Path) -> dict:
-    """The run's config, checked: a folder that `kdbench distill` did not finish is refused."""
-    run_dir = Path(run_dir)
-    student = run_dir / "student"
-    if not (student / "config.json").is_file() or not any(student.glob("*.safetensors")):
-        raise KdbenchError(
-            f"{run_dir} has no model (expected student/ with config.json and weights from `kdbench distill`)"
-        )
-    if not (run_dir / "config.json").is_file():
-        raise KdbenchError(f"{run_dir} has no config.json; it is not a kdbench run folder")
-    return read_json(run_dir / "config.json")
+    """The recipe of a finished run whose student is on disk; anything else is refused in one line."""
+    return Run(run_dir).finished_config()
 
 
 def eval_data(info: dict, tokenizer, max_samples: int | None):
@@ -137,86 +147,100 @@ def _move_into(tmp: Path, dest: Path) -> Path:
     return dest / "model.onnx"
 
 
-def _export_fp32(student: Path, dest: Path, opset: int) -> Path:
+def _export_fp32(run: Run, opset: int) -> Path:
     from optimum.exporters.onnx import main_export
 
     from kdbench.backends import _quiet_export
 
-    tmp = Path(tempfile.mkdtemp(prefix=".fp32.", dir=dest.parent))
+    tmp = run.temp_dir(run.onnx_dir, "fp32")
     try:
         with _quiet_export():
-            main_export(str(student), output=tmp, task="text-classification", opset=opset, do_validation=False)
-        return _move_into(tmp, dest)
+            main_export(str(run.student_dir), output=tmp, task="text-classification", opset=opset, do_validation=False)
+        return _move_into(tmp, run.variant_dir("fp32"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _optimize(fp32_dir: Path, level: str, dest: Path) -> Path:
+def _optimize(run: Run, level: str) -> Path:
     from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
 
-    tmp = Path(tempfile.mkdtemp(prefix=f".{level}.", dir=dest.parent))
+    tmp = run.temp_dir(run.onnx_dir, level)
     try:
-        optimizer = ORTOptimizer.from_pretrained(fp32_dir, file_names=["model.onnx"])
+        optimizer = ORTOptimizer.from_pretrained(run.variant_dir("fp32"), file_names=["model.onnx"])
         optimizer.optimize(AutoOptimizationConfig.with_optimization_level(level), save_dir=tmp)
-        return _move_into(tmp, dest)
+        return _move_into(tmp, run.variant_dir(level))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _quantize_int8(fp32_dir: Path, dest: Path) -> Path:
+def _quantize_int8(run: Run) -> Path:
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    tmp = Path(tempfile.mkdtemp(prefix=".int8.", dir=dest.parent))
+    tmp = run.temp_dir(run.onnx_dir, "int8")
     try:
-        quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx")
+        quantizer = ORTQuantizer.from_pretrained(run.variant_dir("fp32"), file_name="model.onnx")
         # dynamic quantisation: int8 weights, activations quantised per call; per-tensor for portable kernels
         quantizer.quantize(AutoQuantizationConfig.avx2(is_static=False, per_channel=False), save_dir=tmp)
-        return _move_into(tmp, dest)
+        return _move_into(tmp, run.variant_dir("int8"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_run(cfg: ExportConfig, log=print) -> dict:
-    """Export the run's student (fp32 plus the asked-for variants), check each against PyTorch, write parity.json."""
+    """Export the run's student (fp32 plus the asked-for variants), check each against PyTorch, write parity.json.
+
+    Everything is checked before the run's onnx/ is touched; parity.json records each file's sha256, so a variant
+    replaced or half-written later (a killed export) is refused by evaluate and profile instead of trusted.
+    """
     from transformers import AutoTokenizer
 
     from kdbench.modeling import load_trained
 
-    info = run_info(cfg.run_dir)
-    student = Path(cfg.run_dir) / "student"
-    onnx_dir = Path(cfg.run_dir) / "onnx"
-    onnx_dir.mkdir(exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(student)
-    model = load_trained(student)
+    run = Run(cfg.run_dir)
+    info = run_info(run.path)
+    _check_exporter()
+    run.parity()  # a broken parity.json fails here, before anything is written
+    tokenizer = AutoTokenizer.from_pretrained(run.student_dir)
+    model = load_trained(run.student_dir)
     task, tokenized = eval_data(info, tokenizer, cfg.parity_samples)
     split = task.eval_splits[0]
     reference = torch_logits(model, tokenized[split], tokenizer)
-    log(f"exporting {student} (opset {cfg.opset})")
-    variants = {"fp32": (_export_fp32(student, onnx_dir / "fp32", cfg.opset), FP32_GOAL)}
-    for name, goal in _extra_variants(cfg):
-        path = (
-            _optimize(onnx_dir / "fp32", name, onnx_dir / name)
-            if name in OPTIMIZE_LEVELS
-            else _quantize_int8(onnx_dir / "fp32", onnx_dir / name)
-        )
-        variants[name] = (path, goal)
-    report = load_parity(onnx_dir)
-    for name, (path, goal) in variants.items():
-        entry = {
-            "path": str(path.relative_to(cfg.run_dir)),
-            "opset": cfg.opset,
-            "split": split,
-            **parity(reference, ort_logits(path, tokenized[split], tokenizer), goal),
-        }
-        report[name] = entry
-        state = "passed" if entry["passed"] else "FAILED"
-        log(
-            f"{name}: parity {state}: argmax agreement {entry['argmax_agreement']:.2%}, largest |logit diff| "
-            f"{entry['max_abs_diff']:.2e} over {entry['examples']} examples"
-        )
-    atomic_write_json(onnx_dir / PARITY_FILE, report)
+    with run.writing():
+        log(f"exporting {run.student_dir} (opset {cfg.opset})")
+        # variants are made from fp32, which this export replaces: none of the old entries holds any more, and an
+        # export killed half-way must leave no entry that vouches for a file it did not check
+        report: dict = {}
+        run.write_parity(report)
+        variants = {"fp32": (_export_fp32(run, cfg.opset), FP32_GOAL)}
+        for name, goal in _extra_variants(cfg):
+            path = _optimize(run, name) if name in OPTIMIZE_LEVELS else _quantize_int8(run)
+            variants[name] = (path, goal)
+        for name, (path, goal) in variants.items():
+            entry = {
+                "path": str(path.relative_to(run.path)),
+                "sha256": file_sha256(path),
+                "opset": cfg.opset,
+                "split": split,
+                **parity(reference, ort_logits(path, tokenized[split], tokenizer), goal),
+            }
+            report[name] = entry
+            state = "passed" if entry["passed"] else "FAILED"
+            log(
+                f"{name}: parity {state}: argmax agreement {entry['argmax_agreement']:.2%}, largest |logit diff| "
+                f"{entry['max_abs_diff']:.2e} over {entry['examples']} examples"
+            )
+        run.write_parity(report)
     return report
+
+
+def _check_exporter() -> None:
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+    except ImportError:
+        raise KdbenchError(
+            "ONNX export needs optimum's exporter: pip install 'optimum-onnx>=0.1,<0.2' (a dependency of kdbench)"
+        ) from None
 
 
 def _extra_variants(cfg: ExportConfig) -> list[tuple[str, dict]]:
@@ -231,59 +255,66 @@ def _extra_variants(cfg: ExportConfig) -> list[tuple[str, dict]]:
 
 def load_parity(onnx_dir: Path) -> dict:
     """The parity report of a run's ONNX folder ({} before the first export)."""
-    path = onnx_dir / PARITY_FILE
-    return read_json(path) if path.is_file() else {}
+    return Run(Path(onnx_dir).parent).parity()
 
 
 def variant_path(run_dir: Path, variant: str, force: bool = False) -> Path:
-    """The ONNX file of an exported variant; a variant whose parity failed is refused unless forced."""
-    onnx_dir = Path(run_dir) / "onnx"
-    report = load_parity(onnx_dir)
-    if variant not in report:
-        exported = ", ".join(report) or "none"
-        raise KdbenchError(
-            f"{run_dir} has no exported {variant!r} variant (exported: {exported}); run "
-            f"`kdbench export {run_dir}` first"
-        )
-    if not report[variant]["passed"] and not force:
-        raise KdbenchError(
-            f"{run_dir}: the {variant} export failed its parity check "
-            f"(agreement {report[variant]['argmax_agreement']:.2%}); pass --force to use it anyway"
-        )
-    return Path(run_dir) / report[variant]["path"]
+    """The ONNX file of an exported variant, checked against its parity entry (see Run.variant_file)."""
+    return Run(run_dir).variant_file(variant, force)
 
 
 # ----------------------------------------------------------------------------------------------------- evaluate
+BACKENDS = ("torch", "onnxruntime")
+
+
 def evaluate_run(
     run_dir: Path, backend: str, variant: str = "fp32", force: bool = False, max_eval_samples: int | None = None
 ) -> dict:
     """The task's official metrics for the run's student on `backend`, written to eval/<backend>-<variant>.json.
 
-    For a quantised variant the document also gives its loss against the fp32 ONNX model (computed if needed).
+    For a quantised variant the document also gives its loss against the fp32 ONNX model on the same rows (from the
+    fp32 evaluation when it covered the same rows of the same file, else computed here).
     """
     from transformers import AutoTokenizer
 
-    from kdbench.metrics import main_score, task_metrics
     from kdbench.modeling import load_trained
 
-    if backend not in ("torch", "onnxruntime"):
-        raise KdbenchError(f"--backend is {backend!r}; allowed: torch, onnxruntime")
+    check_choice("backend", backend, BACKENDS)
     if backend == "torch" and variant != "fp32":
         raise KdbenchError("--variant is for --backend onnxruntime; PyTorch evaluates the saved fp32 student")
-    info = run_info(run_dir)
-    student = Path(run_dir) / "student"
-    tokenizer = AutoTokenizer.from_pretrained(student)
+    check_choice("variant", variant, ("fp32", *OPTIMIZE_LEVELS, *QUANTIZE))
+    if max_eval_samples is not None and (isinstance(max_eval_samples, bool) or max_eval_samples <= 0):
+        raise ConfigError("max_eval_samples", f"must be positive, got {max_eval_samples}")
+    run = Run(run_dir)
+    info = run_info(run.path)
+    path = run.variant_file(variant, force) if backend == "onnxruntime" else None
+    reference = run.variant_file("fp32", force) if variant in QUANTIZE else None
+    model = load_trained(run.student_dir) if backend == "torch" else None  # a corrupt student fails before any work
+    tokenizer = AutoTokenizer.from_pretrained(run.student_dir)
     task, tokenized = eval_data(info, tokenizer, max_eval_samples)
+    doc = _evaluate(run, task, tokenized, tokenizer, backend, variant, path, model)
+    if reference is not None:
+        base = run.evaluation("onnxruntime", "fp32")
+        if not (base and base.get("examples") == doc["examples"] and base.get("sha256") == file_sha256(reference)):
+            base = _evaluate(run, task, tokenized, tokenizer, "onnxruntime", "fp32", reference)
+        doc["loss_vs_fp32"] = base["score"] - doc["score"]
+        doc["fp32_score"] = base["score"]
+    with run.writing():
+        run.write_evaluation(backend, variant, doc)
+    return doc
+
+
+def _evaluate(run: Run, task, tokenized, tokenizer, backend: str, variant: str, path: Path | None, model=None) -> dict:
+    from kdbench.metrics import main_score, task_metrics
+
     if backend == "torch":
-        model = load_trained(student)
         logits_of = lambda ds: torch_logits(model, ds, tokenizer)  # noqa: E731
     else:
-        path = variant_path(run_dir, variant, force)
         logits_of = lambda ds: ort_logits(path, ds, tokenizer)  # noqa: E731
     metrics = {
         s: task_metrics(task, logits_of(tokenized[s]), np.asarray(tokenized[s]["labels"])) for s in task.eval_splits
     }
-    doc = {
+    return {
         "schema": "kdbench.evaluate",
         "schema_version": 1,
         "task": task.name,
@@ -293,12 +324,5 @@ def evaluate_run(
         "score": main_score(task, metrics[task.eval_splits[0]]),
         "metric": task.main_metric,
         "examples": {s: len(tokenized[s]) for s in task.eval_splits},
+        "sha256": file_sha256(path) if path is not None else None,  # the ONNX file evaluated (None: PyTorch)
     }
-    if backend == "onnxruntime" and variant in QUANTIZE:
-        base = Path(run_dir) / "eval" / "onnxruntime-fp32.json"
-        ref = (
-            read_json(base) if base.is_file() else evaluate_run(run_dir, "onnxruntime", "fp32", force, max_eval_samples)
-        )
-        doc["loss_vs_fp32"] = ref["score"] - doc["score"]
-    atomic_write_json(Path(run_dir) / "eval" / f"{backend}-{variant}.json", doc)
-    return doc

@@ -18,6 +18,8 @@ def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
     labels = np.asarray(labels)
     if task.is_regression:
         scores = preds.reshape(-1).astype(float)
+        if np.ptp(scores) == 0:  # a constant prediction: correlation undefined (NaN); 0, as majority_baseline takes it
+            return {"pearson": 0.0, "spearman": 0.0}
         return {"pearson": float(pearsonr(scores, labels)[0]), "spearman": float(spearmanr(scores, labels)[0])}
     classes = preds.argmax(-1) if preds.ndim > 1 else preds
     out = {}

@@ -111,9 +111,19 @@ def load_trained(model_dir, device: str = "cpu"):
     """
     from pathlib import Path
 
+    model_dir = Path(model_dir)
+    try:
+        return _load_trained(model_dir, device)
+    except KdbenchError:
+        raise
+    except Exception as exc:  # OSError, SafetensorError, ValueError...: missing or corrupt files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise KdbenchError(f"cannot load the model in {model_dir}: {first}") from None
+
+
+def _load_trained(model_dir, device: str):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    model_dir = Path(model_dir)
     cfg = AutoConfig.from_pretrained(model_dir)
     pruned = {int(k): list(v) for k, v in (getattr(cfg, "pruned_heads", None) or {}).items()}
     if not pruned:

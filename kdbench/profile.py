@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from kdbench import env
-from kdbench.backends import BACKENDS, DTYPES, check_backend, config_digest, onnx_cache_path, open_session
+from kdbench.backends import BACKENDS, DTYPES, config_digest, onnx_cache_path, open_session
 from kdbench.clock import DEVICES, Clock, check_device, clock_for
-from kdbench.errors import KdbenchError
+from kdbench.errors import ConfigError, KdbenchError, check_choice
 from kdbench.flops import sequence_flops
 from kdbench.results import Cell, ProfileResult
 from kdbench.students import TEACHER_NAME, StudentShape, load_zoo, resolve, select, teacher_as_student
@@ -51,28 +51,36 @@ class ProfileConfig:
     force: bool = False  # also time a run's ONNX variants whose parity check failed (their speed is still real)
 
     def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise KdbenchError(f"--device is {self.device!r}; allowed: {', '.join(DEVICES)}")
-        if self.dtype not in DTYPES:
-            raise KdbenchError(f"--dtype is {self.dtype!r}; allowed: {', '.join(DTYPES)}")
+        check_choice("device", self.device, DEVICES)
+        check_choice("dtype", self.dtype, DTYPES)
         if self.dtype != "fp32" and self.device != "cuda":
-            raise KdbenchError(f"--dtype {self.dtype} is for --device cuda; on cpu use fp32")
-        if not self.backends:
-            raise KdbenchError(f"--backends is empty; allowed: {', '.join(BACKENDS)}")
+            raise ConfigError("dtype", f"{self.dtype} is for --device cuda; on cpu use fp32")
+        if not isinstance(self.backends, tuple | list) or not self.backends:
+            raise ConfigError("backends", f"must name at least one of: {', '.join(BACKENDS)}")
         for b in self.backends:
-            check_backend(b)
-        for name, values in (("--batch-sizes", self.batch_sizes), ("--seq-lens", self.seq_lens)):
-            if not values or any(v <= 0 for v in values):
-                raise KdbenchError(f"{name} must be positive integers, got {list(values)}")
-        for name, value in (("--threads", self.threads), ("--min-runs", self.min_runs)):
-            if value < 1:
-                raise KdbenchError(f"{name} must be at least 1, got {value}")
+            check_choice("backends", b, BACKENDS)
+        for name in ("batch_sizes", "seq_lens"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple | list) or not values or not all(_positive_int(v) for v in values):
+                raise ConfigError(name, f"must be positive integers, got {_shown(values)}")
+        for name in ("threads", "min_runs", "warmup_runs", "seed"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"must be an integer, got {getattr(self, name)!r}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError("seed", f"must be from 0 to 2**32 - 1, got {self.seed}")
+        if self.threads < 1:
+            raise ConfigError("threads", f"must be at least 1, got {self.threads}")
         if self.min_runs < 2:
-            raise KdbenchError(f"--min-runs must be at least 2 (a spread needs two samples), got {self.min_runs}")
-        if min(self.warmup_runs, self.warmup_time_s, self.min_time_s) < 0 or self.max_time_s <= 0:
-            raise KdbenchError(
-                "--warmup, --warmup-time and --min-time must not be negative; --max-time must be positive"
-            )
+            raise ConfigError("min_runs", f"must be at least 2 (a spread needs two samples), got {self.min_runs}")
+        for name in ("warmup_runs", "warmup_time_s", "min_time_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+                raise ConfigError(name, f"must be a finite number of at least 0, got {value!r}")
+        max_time = self.max_time_s
+        if isinstance(max_time, bool) or not isinstance(max_time, int | float) or not 0 < max_time < float("inf"):
+            raise ConfigError("max_time_s", f"must be positive and finite, got {max_time!r}")
+        if not isinstance(self.students, str):
+            raise ConfigError("students", f"must be comma-separated names, got {self.students!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,6 +88,14 @@ class ProfileConfig:
         d["output"] = str(self.output)
         d["runs"] = [str(r) for r in self.runs]
         return d
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _shown(values) -> object:
+    return list(values) if isinstance(values, tuple | list) else values
 
 
 def _format(value) -> str:
@@ -150,22 +166,22 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...], force:
     failed are left out unless `force`."""
     from transformers import AutoConfig
 
-    from kdbench.export import load_parity, run_info
+    from kdbench.run import Run
 
-    info = run_info(run_dir)
+    run = Run(run_dir)
+    info = run.finished_config()
     task, student = info["task"], info["student"]
     s = info["student_shape"]
     shape = StudentShape(
         f"{task}/{student}", s["description"], s["group"], s["layers"], s["heads"], s["head_dim"], s["hidden"], s["ffn"]
     )
-    parity = load_parity(Path(run_dir) / "onnx")
-    variants = {v: Path(run_dir) / e["path"] for v, e in parity.items() if e["passed"] or force}
-    student_cfg = AutoConfig.from_pretrained(Path(run_dir) / "student")
+    variants = run.variants(force)  # each file checked against the hash its parity entry recorded
+    student_cfg = AutoConfig.from_pretrained(run.student_dir)
     out = [
         RunModel(
             shape.name,
             shape,
-            Path(run_dir) / "student",
+            run.student_dir,
             student_cfg.model_type,
             variants,
             {"task": task, "student": student, "run_dir": str(run_dir)},

@@ -14,15 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from kdbench.errors import KdbenchError
-from kdbench.io import atomic_write_json, atomic_write_text, check_writable, read_json
+from kdbench.io import atomic_write_json, atomic_write_text, check_folder_writable, read_json
 from kdbench.results import SCHEMA as PROFILE_SCHEMA
 from kdbench.results import ProfileResult
+from kdbench.run import Run
 from kdbench.stats import speedup_interval
 from kdbench.verdict import MEANINGFUL_SPEEDUP, head_verdicts
 
 SCHEMA = "kdbench.report"
 KINDS = ("layers", "heads", "hidden", "combined", "pruned")
 GRID_SETTINGS = ("batch_sizes", "seq_lens", "threads", "device")
+RUN_KEYS = ("task", "student", "score", "metric", "teacher_score", "share_of_teacher", "student_shape")
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,12 @@ def collect(paths: list[Path], allow_mixed: bool = False) -> Inputs:
         if not isinstance(doc, dict):
             continue
         if doc.get("schema") == "kdbench.distill":  # a run folder's metrics.json (its student need not be there)
-            doc["evals"] = [read_json(e) for e in sorted((f.parent / "eval").glob("*.json"))]
-            parity = f.parent / "onnx" / "parity.json"
-            doc["parity"] = read_json(parity) if parity.is_file() else {}
+            missing = [k for k in RUN_KEYS if k not in doc]
+            if missing:
+                raise KdbenchError(f"{f}: a kdbench.distill file without {', '.join(missing)}; is it truncated?")
+            run = Run(f.parent)
+            doc["evals"] = run.evaluations()
+            doc["parity"] = run.parity()
             runs.append(doc)
         elif doc.get("schema") == PROFILE_SCHEMA:
             profiles.append(ProfileResult.from_dict(doc, str(f)))
@@ -755,7 +760,7 @@ def write_report(
     per task the majority-class score, for the "above chance" columns.
     """
     out_dir = Path(out_dir)
-    check_writable(out_dir / "REPORT.md")
+    check_folder_writable(out_dir, "--output-dir")
     inputs = collect(paths, allow_mixed)
     rows = build_rows(inputs, baselines)
     main = aggregate(rows)

@@ -170,12 +170,13 @@ def parse_spec(data: dict, source: str, default_name: str) -> StudentSpec:
 
 def load_spec(path: Path) -> StudentSpec:
     """Read and check one student file."""
+    from kdbench.io import read_text
+
+    text = read_text(path, "student file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise KdbenchError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:
-        raise KdbenchError(f"cannot read student file {path}: {exc.strerror or exc}") from None
     return parse_spec(data, str(path), path.stem)
 
 
@@ -241,6 +242,8 @@ def default_students_dir() -> Path:
 def load_zoo(directory: Path | None = None) -> dict[str, StudentSpec]:
     """Every student file in `directory`, by name. Any bad file stops the load with its path in the message."""
     directory = Path(directory) if directory is not None else default_students_dir()
+    if directory.is_file():
+        raise KdbenchError(f"students folder {directory} is a file; pass the folder that holds the .toml files")
     if not directory.is_dir():
         raise KdbenchError(f"students folder {directory} does not exist")
     zoo: dict[str, StudentSpec] = {}

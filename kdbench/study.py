@@ -13,8 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdbench.errors import DeadlineReached, KdbenchError
+from kdbench.errors import ConfigError, DeadlineReached, KdbenchError
 from kdbench.registry import suggest
+from kdbench.run import Run
+from kdbench.teacher import DEFAULT_TEACHER
 
 FIELDS = (
     "name",
@@ -77,10 +79,9 @@ class Study:
 def _read_mapping(path: Path) -> dict:
     import tomllib
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KdbenchError(f"cannot read study file {path}: {exc.strerror or exc}") from None
+    from kdbench.io import read_text
+
+    text = read_text(path, "study file")
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -173,9 +174,15 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
     _check_settings(path, data)
     base = path.parent
     resolve = lambda p: (Path(p) if Path(p).is_absolute() else base / p) if p else None  # noqa: E731
-    return Study(
+    for key in ("name", "teacher", "notes", "output_dir", "data_dir", "students_dir"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise KdbenchError(f"{path}: {key}: must be text, got {data[key]!r}")
+    sweeps = [("main", data)] + [(f"sweeps[{i}]", sw) for i, sw in enumerate(extra)]
+    for where, sw in sweeps:
+        _check_sweep_types(path, where, sw)
+    study = Study(
         name=data.get("name", path.stem),
-        teacher=teacher or data.get("teacher", "roberta-base"),
+        teacher=teacher or data.get("teacher", DEFAULT_TEACHER),
         sweeps=(_sweep(data, "main"), *(_sweep(sw, sw.get("name", f"sweep{i + 1}")) for i, sw in enumerate(extra))),
         output_dir=resolve(data.get("output_dir", ".")),
         data_dir=data_dir or resolve(data.get("data_dir")),
@@ -188,6 +195,92 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
         profile=data.get("profile", {}),
         notes=data.get("notes", ""),
     )
+    _build_configs(path, study)
+    return study
+
+
+def _check_sweep_types(path: Path, where: str, sw: dict) -> None:
+    """tasks and students are names; seeds are integers and training fractions in (0, 1], as a list or per task."""
+    for key in ("tasks", "students"):
+        value = sw.get(key)
+        names = value.split(",") if key == "students" and isinstance(value, str) else value
+        if not isinstance(names, list) or not names or not all(isinstance(v, str) and v.strip() for v in names):
+            raise KdbenchError(f"{path}: {where}.{key}: must be a non-empty list of names, got {value!r}")
+    for key, ok, what in (
+        ("seeds", lambda v: isinstance(v, int) and not isinstance(v, bool), "integers"),
+        (
+            "train_fractions",
+            lambda v: isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1,
+            "numbers in (0, 1]",
+        ),
+    ):
+        value = sw.get(key)
+        if value is None:
+            continue
+        lists = value.values() if isinstance(value, dict) else [value]
+        if not all(isinstance(v, list) and v and all(ok(x) for x in v) for v in lists):
+            raise KdbenchError(
+                f"{path}: {where}.{key}: must be a list of {what} (or a mapping task -> list), got {value!r}"
+            )
+
+
+def _build_configs(path: Path, study: Study) -> None:
+    """Build every configuration the study will use, so a bad value fails now, naming the file and the field, and
+    not hours later when its cell runs."""
+    from kdbench.data import get_task
+    from kdbench.distill import DistillConfig
+    from kdbench.export import ExportConfig
+    from kdbench.profile import ProfileConfig
+    from kdbench.students import load_zoo, select
+
+    def at(where: str, build):
+        try:
+            return build()
+        except ConfigError as exc:
+            raise KdbenchError(f"{path}: {where}.{exc.setting}: {exc.problem}") from None
+        except KdbenchError as exc:
+            raise KdbenchError(f"{path}: {where}: {exc}") from None
+        except TypeError as exc:  # an unknown keyword the field checks let through
+            raise KdbenchError(f"{path}: {where}: {exc}") from None
+
+    from kdbench.io import check_folder_writable
+
+    at("output_dir", lambda: check_folder_writable(study.output_dir, "output_dir"))
+    if study.data_dir is not None and not Path(study.data_dir).is_dir():
+        raise KdbenchError(f"{path}: data_dir: {study.data_dir} is not a folder (pass --data-dir with a GLUE copy)")
+    zoo = at("students_dir", lambda: load_zoo(study.students_dir))
+    for sw in study.sweeps:
+        where = "main" if sw.name == "main" else f"sweep {sw.name!r}"
+        for task in sw.tasks:
+            at(f"{where}.tasks", lambda task=task: get_task(task))
+        for task in list(sw.seeds) + list(sw.train_fractions):
+            if task != "default":
+                at(f"{where}: per-task key", lambda task=task: get_task(task))
+        students = at(f"{where}.students", lambda sw=sw: select(zoo, sw.students))
+        if not students:
+            raise KdbenchError(f"{path}: {where}.students: selects no student")
+        first = students[0].name
+        at(f"{where}.distill", lambda sw=sw, first=first: DistillConfig(task=sw.tasks[0], student=first, **sw.distill))
+    for task in study.tasks:
+        at("train", lambda task=task: _train_config(study, task, 42, 1.0, check_only=True))
+        at("teacher_train", lambda task=task: _teacher_config(study, task))
+    for block in ("task_train", "teacher_task_train"):
+        for task in getattr(study, block):
+            at(block, lambda task=task: get_task(task))
+    if study.export:
+        export = {k: v for k, v in study.export.items() if k != "tasks"}
+        at("export", lambda: ExportConfig(Path("."), **export))
+        unknown = set(study.export.get("tasks") or ()) - set(study.tasks)
+        if unknown:
+            raise KdbenchError(f"{path}: export.tasks: {', '.join(sorted(unknown))} not among the study's tasks")
+    if study.profile:
+        settings = _profile_settings(study)
+        at("profile", lambda: ProfileConfig(teacher=study.teacher, **settings))
+        task = study.profile.get("task")
+        if task is not None and task not in study.tasks:
+            raise KdbenchError(
+                f"{path}: profile.task: {task!r} is not among the study's tasks ({', '.join(study.tasks)})"
+            )
 
 
 @dataclass(frozen=True)
@@ -205,10 +298,7 @@ class Cell:
 def _config(where: str, fields_: dict):
     from kdbench.distill import TrainConfig
 
-    try:
-        return TrainConfig(**fields_)
-    except TypeError as exc:
-        raise KdbenchError(f"study field {where!r}: {exc}") from None
+    return TrainConfig(**fields_)  # unknown fields were refused by _check_settings
 
 
 def _teacher_config(study: Study, task: str):
@@ -218,11 +308,11 @@ def _teacher_config(study: Study, task: str):
     return _config("teacher_train" if study.teacher_train else "train", {**base, **overrides})
 
 
-def _train_config(study: Study, task: str, seed: int, fraction: float):
+def _train_config(study: Study, task: str, seed: int, fraction: float, check_only: bool = False):
     from kdbench.data import get_task, load_task
 
     fields_ = {**study.train, **study.task_train.get(task, {}), "seed": seed}
-    if fraction < 1.0:
+    if fraction < 1.0 and not check_only:
         n = len(load_task(get_task(task), study.data_dir, splits=("train",))["train"])
         cap = fields_.get("max_train_samples") or n
         fields_["max_train_samples"] = max(1, round(min(cap, n) * fraction))
@@ -320,7 +410,7 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
             Cell(
                 f"distill/{spec.id}",
                 "distill",
-                lambda run=spec.path: (run / "metrics.json").is_file(),
+                lambda run=spec.path: _finished(run),
                 lambda cfg=cfg: distill(cfg(), log=lambda *_: None, progress=False, deadline=deadline),
                 spec.id,
                 (f"finetune/{spec.task}",),
@@ -359,7 +449,7 @@ def profile_finished(study: Study):
     still gets a report with speeds. Returns the result, or None when the study has no profile or no finished run."""
     if not study.profile:
         return None
-    runs = [r for r in _profiled(study, run_specs(study)) if (r / "metrics.json").is_file()]
+    runs = [r for r in _profiled(study, run_specs(study)) if _finished(r)]
     return _profile(study, runs) if runs else None
 
 
@@ -382,7 +472,7 @@ def _export_cells(spec: RunSpec, export: dict) -> list[Cell]:
             Cell(
                 f"evaluate/{spec.id}/{variant}",
                 "evaluate",
-                lambda v=variant: (run / "eval" / f"onnxruntime-{v}.json").is_file(),
+                lambda v=variant: Run(run).eval_file("onnxruntime", v).is_file(),
                 # forced: a variant that failed its parity check is still scored (the report shows the parity)
                 lambda v=variant: evaluate_run(run, "onnxruntime", v, force=True),
                 spec.id,
@@ -405,32 +495,36 @@ def _profiled(study: Study, specs: list[RunSpec]) -> list[Path]:
 
 
 def _interrupted(run: Path) -> bool:
-    from kdbench.distill import last_checkpoint
+    from kdbench.run import INTERRUPTED, Run
 
-    return not (run / "metrics.json").is_file() and last_checkpoint(run / "checkpoints") is not None
+    return Run(run).state() == INTERRUPTED
 
 
 def _exported(run: Path, variants: list[str]) -> bool:
-    from kdbench.export import load_parity
+    return all(v in Run(run).parity() for v in variants)
 
-    return all(v in load_parity(run / "onnx") for v in variants)
+
+def _finished(run: Path) -> bool:
+    from kdbench.run import FINISHED
+
+    return Run(run).state() == FINISHED
 
 
 def _profile(study: Study, runs: list[Path]):
     from kdbench.profile import ProfileConfig, run_profile
 
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in study.profile.items() if k != "task"}
-    # forced: the report shows each variant's parity next to its speed and accuracy
-    settings = {"students": "", "students_dir": study.students_dir, "force": True, **settings}
-    try:
-        cfg = ProfileConfig(
-            teacher=study.teacher, runs=tuple(runs), output=study.output_dir / "profile.json", **settings
-        )
-    except TypeError as exc:
-        raise KdbenchError(f"study field 'profile': {exc}") from None
+    cfg = ProfileConfig(
+        teacher=study.teacher, runs=tuple(runs), output=study.output_dir / "profile.json", **_profile_settings(study)
+    )
     result = run_profile(cfg)
     result.save(cfg.output)
     return result
+
+
+def _profile_settings(study: Study) -> dict:
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in study.profile.items() if k != "task"}
+    # forced: the report shows each variant's parity next to its speed and accuracy
+    return {"students": "", "students_dir": study.students_dir, "force": True, **settings}
 
 
 LOG = "study-log"  # one JSON per finished cell (kind, seconds, when): the ETA's history and the compute table

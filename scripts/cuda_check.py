@@ -23,6 +23,7 @@ import sys
 import tarfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,11 +136,8 @@ def plan_study(study_file: Path, teacher: str, data: Path, where: Path):
     from kdbench.data import get_task, load_task
     from kdbench.study import cells, load_study
 
-    where.mkdir(parents=True, exist_ok=True)
-    copy = where / "study.yaml"
-    if study_file.resolve() != copy.resolve():
-        shutil.copy(study_file, copy)
-    study = load_study(copy, teacher, data)
+    study = load_study(study_file, teacher, data)
+    study = replace(study, output_dir=where)  # runs land in `where`; the study file is copied there when it runs
     for task in study.tasks:
         load_task(get_task(task), data)  # every carried split readable before any GPU time is spent
     return study, cells(study)
@@ -344,6 +342,8 @@ def main() -> int:
     ceiling = ceilings["bf16_matmul_tflops"] if ceilings else None
     doc["training_steps"] = phase("training_steps", lambda: measure_steps(args.teacher, ceiling))
     if study is not None:
+        study.output_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.study, study.output_dir / "study.yaml")  # the report's "regenerate" line points at it
         deadline = end - PROFILE_RESERVE_S - CLOSE_RESERVE_S
         doc["study"] = phase("study", lambda: run_the_study(study, args.jobs, deadline))
     zoo = phase("zoo_profile", lambda: run_zoo_profile(args.out, configs, ceilings)) if ceilings else None

@@ -65,7 +65,7 @@ def test_profile_end_to_end_writes_a_result_and_prints_the_verdict(tiny_teacher,
     "args,fragments",
     [
         (["--students", "4Ah"], ["unknown student '4Ah' (did you mean '4AH'?)"]),
-        (["--backends", "onnx"], ["unknown backend 'onnx'", "did you mean 'onnxruntime'"]),
+        (["--backends", "onnx"], ["--backends is 'onnx'", "did you mean 'onnxruntime'"]),
         (["--batch-sizes", "1,x"], ["--batch-sizes takes comma-separated integers"]),
         (["--batch-sizes", "0"], ["--batch-sizes must be positive"]),
         (["--dtype", "bf16"], ["--dtype bf16 is for --device cuda"]),

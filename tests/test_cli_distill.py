@@ -54,9 +54,19 @@ def test_distill_end_to_end_prints_student_beside_teacher(bert_teacher, glue_par
 def test_a_finished_run_is_never_overwritten(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
+    (out / "config.json").write_text('{"schema": "kdbench.run", "task": "rte", "student": "half_layers", "train": {}}')
     (out / "metrics.json").write_text('{"finished": true}')
     assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, out)), "already holds a finished run")
     assert (out / "metrics.json").read_text() == '{"finished": true}'
+
+
+def test_overwrite_never_replaces_a_folder_kdbench_did_not_write(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    result = invoke(*base(bert_teacher, glue_parquet, tiny_zoo, out), "--overwrite")
+    assert_user_error(result, "kdbench did not write", "never replaces it")
+    assert [p.name for p in out.iterdir()] == ["thesis.tex"]
 
 
 def test_corrupt_and_missing_teacher_weights(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
@@ -72,7 +82,7 @@ def test_corrupt_and_missing_teacher_weights(bert_teacher, glue_parquet, tiny_zo
     [
         (["--student", "6l"], ["unknown student '6l'"]),
         (["--task", "rtee"], ["unknown task 'rtee' (did you mean 'rte'?)"]),
-        (["--resume"], ["--resume:", "not a kdbench run"]),
+        (["--resume"], ["--resume:", "nothing to continue"]),
         (["--init", "copy"], ["--init is 'copy'"]),
         (["--epochs", "0"], ["--epochs must be positive"]),
     ],

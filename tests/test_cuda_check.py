@@ -46,7 +46,11 @@ def test_dry_run_plans_the_full_recipe_study_and_its_carried_size(tmp_path, bert
 
 def test_dry_run_checks_the_carried_data(tmp_path, bert_teacher):
     r = run(str(tmp_path / "out"), "--dry-run", "--teacher", str(bert_teacher), "--data", str(tmp_path / "none"))
+    assert r.returncode == 2 and "none is not a folder" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = run(str(tmp_path / "out"), "--dry-run", "--teacher", str(bert_teacher), "--data", str(tmp_path / "empty"))
     assert r.returncode == 2 and "has no train split for rte" in r.stderr
+    assert not (tmp_path / "out").exists()  # checked before anything is written
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")

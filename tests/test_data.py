@@ -56,7 +56,19 @@ def test_tokenize_pads_nothing_and_keeps_lengths(glue_parquet, bert_teacher):
             lambda root: pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [5]}).to_parquet(
                 root / "rte" / "train.parquet"
             ),
-            "row 1 has label 5; rte labels are 0..1",
+            "bad label 5 in row(s) 1; rte labels are 0..1",
+        ),
+        (
+            lambda root: pd.DataFrame(
+                {"sentence1": ["a", "b", "c"], "sentence2": ["b", "c", "d"], "label": [1.0, float("nan"), 2.5]}
+            ).to_parquet(root / "stsb" / "train.parquet"),
+            "bad label None in row(s) 2; stsb labels are finite numbers",
+        ),
+        (
+            lambda root: pd.DataFrame(
+                {"sentence1": ["a", "b", "c"], "sentence2": ["b", "c", "d"], "label": [0, 1, 0.5]}
+            ).to_parquet(root / "rte" / "train.parquet"),
+            "bad label 0.5 in row(s) 3",
         ),
         (
             lambda root: pd.DataFrame(
@@ -78,7 +90,8 @@ def test_tokenize_pads_nothing_and_keeps_lengths(glue_parquet, bert_teacher):
 def test_bad_local_data(glue_parquet, mutate, message):
     mutate(glue_parquet)
     with pytest.raises(KdbenchError) as err:
-        load_task(get_task("rte"), glue_parquet)
+        for task in ("rte", "stsb"):  # each case breaks one of them
+            load_task(get_task(task), glue_parquet)
     assert message in str(err.value)
 
 

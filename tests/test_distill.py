@@ -200,9 +200,9 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     "kwargs,message",
     [
         (dict(task="rtee"), "unknown task 'rtee'"),
-        (dict(init="copy"), "--init is 'copy'; allowed: teacher, slice, random"),
-        (dict(feature_loss="l1"), "--feature-loss is 'l1'"),
-        (dict(temperature=0), "--temperature must be positive"),
+        (dict(init="copy"), "init is 'copy'; allowed: teacher, slice, random"),  # the setting, not the flag
+        (dict(feature_loss="l1"), "feature_loss is 'l1'"),
+        (dict(temperature=0), "temperature must be positive"),
         (dict(resume=True, overwrite=True), "exclude each other"),
     ],
 )

@@ -43,17 +43,19 @@ def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(device="tpu"), "--device is 'tpu'"),
-        (dict(dtype="fp8"), "--dtype is 'fp8'"),
+        (dict(device="tpu"), "device is 'tpu'"),  # the setting's name; the CLI shows it as --device
+        (dict(dtype="fp8"), "dtype is 'fp8'"),
         (dict(dtype="bf16"), "is for --device cuda"),
-        (dict(backends=("tensorrt",)), "unknown backend 'tensorrt'"),
+        (dict(backends=("tensorrt",)), "backends is 'tensorrt'"),
         (dict(backends=("onnx_runtime",)), "did you mean 'onnxruntime'"),
-        (dict(batch_sizes=(0,)), "--batch-sizes must be positive"),
-        (dict(min_runs=1), "--min-runs must be at least 2"),
-        (dict(threads=0), "--threads must be at least 1"),
+        (dict(batch_sizes=(0,)), "batch_sizes must be positive"),
+        (dict(min_runs=1), "min_runs must be at least 2"),
+        (dict(threads=0), "threads must be at least 1"),
+        (dict(seed=-1), "seed must be from 0"),
+        (dict(max_time_s=float("inf")), "max_time_s must be positive and finite"),
     ],
 )
-def test_config_validation_names_the_option(kwargs, message):
+def test_config_validation_names_the_setting(kwargs, message):
     with pytest.raises(KdbenchError, match=None) as err:
         ProfileConfig(**kwargs)
     assert message in str(err.value)

@@ -42,7 +42,10 @@ def write_run(
         (run / "eval" / f"onnxruntime-{variant}.json").write_text(json.dumps(doc))
     if parity:
         (run / "onnx").mkdir()
-        (run / "onnx" / "parity.json").write_text(json.dumps({v: {"argmax_agreement": a} for v, a in parity.items()}))
+        entries = {
+            v: {"path": f"onnx/{v}/model.onnx", "passed": a >= 0.95, "argmax_agreement": a} for v, a in parity.items()
+        }
+        (run / "onnx" / "parity.json").write_text(json.dumps(entries))
     (run / "metrics.json").write_text(
         json.dumps(
             {

@@ -265,3 +265,44 @@ def test_report_only_runs_nothing(tmp_path, bert_teacher, glue_parquet, tiny_zoo
     assert ok.exit_code == 0, ok.output
     md = (tmp_path / "out" / "REPORT.md").read_text()
     assert "half_layers" in md and not (tmp_path / "out" / "runs" / "rte" / "two_heads_pruned-s7-f1.0").exists()
+
+
+STUDY_ERRORS = [
+    ("profile: {batch_sizes: [0]}\n", "s.yaml: profile.batch_sizes: must be positive integers, got [0]"),
+    ("profile: {backends: [tpu]}\n", "s.yaml: profile.backends: is 'tpu'"),
+    ("profile: {task: cola}\n", "s.yaml: profile.task: 'cola' is not among the study's tasks"),
+    ("export: {optimize: O9}\n", "s.yaml: export.optimize: is 'O9'"),
+    ("export: {opset: 3}\n", "s.yaml: export.opset: is 3"),
+    ("export: {tasks: [sst2]}\n", "s.yaml: export.tasks: sst2 not among"),
+    ('seeds: "forty-two"\n', "s.yaml: main.seeds: must be a list of integers"),
+    ("seeds: {rte: [1.5]}\n", "s.yaml: main.seeds: must be a list of integers"),
+    ("train_fractions: [0]\n", "s.yaml: main.train_fractions: must be a list of numbers in (0, 1]"),
+    ("train_fractions: [1.5]\n", "s.yaml: main.train_fractions"),
+    ("train: {device: tpu}\n", "s.yaml: train.device: is 'tpu'"),
+    ("train: {learning_rate: -1}\n", "s.yaml: train.learning_rate: must be positive and finite, got -1"),
+    ("train: {batch_size: twelve}\n", "s.yaml: train.batch_size: must be a positive integer, got 'twelve'"),
+    ("teacher_train: {epochs: 0}\n", "s.yaml: teacher_train.epochs: must be positive"),
+    ("task_train: {rtee: {epochs: 1}}\n", "s.yaml: task_train: unknown task 'rtee'"),
+    ("sweeps: [{tasks: [rte], students: [half_layers], distill: {init: copy}}]\n", "'sweep1'.distill.init: is 'copy'"),
+]
+
+
+@pytest.mark.parametrize("extra,message", STUDY_ERRORS)
+def test_a_study_file_is_checked_whole_when_it_is_read(extra, message, tmp_path, tiny_zoo):
+    """Every setting is built into its configuration when the file is read: a typo fails in the first second, named by
+    file and field, never after hours of distillations."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"tasks: [rte]\nstudents: [half_layers]\nstudents_dir: {tiny_zoo}\n" + extra)
+    with pytest.raises(KdbenchError) as err:
+        load_study(path)
+    assert message in str(err.value)
+
+
+def test_unknown_task_or_student_in_a_study_fails_at_load(tmp_path, tiny_zoo):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"tasks: [rtee]\nstudents: [half_layers]\nstudents_dir: {tiny_zoo}\n")
+    with pytest.raises(KdbenchError, match="main.tasks: unknown task 'rtee'"):
+        load_study(path)
+    path.write_text(f"tasks: [rte]\nstudents: [half_layer]\nstudents_dir: {tiny_zoo}\n")
+    with pytest.raises(KdbenchError, match="main.students: unknown student 'half_layer'"):
+        load_study(path)
