@@ -629,11 +629,11 @@ def report(
     table = Table(title="Students across tasks (macro average)")
     for col in ("student", "score", "share of teacher", "speed-up, PyTorch", "speed-up, ONNX", "tasks"):
         table.add_column(col)
-    for student, v in sorted(doc["macro"].items(), key=lambda kv: (-len(kv[1]["tasks"]), -kv[1]["macro_share"])):
+    for student, v in sorted(doc["macro"].items(), key=lambda kv: (-len(kv[1]["tasks"]), -(kv[1]["macro_share"] or 0))):
         table.add_row(
             student,
             f"{v['macro_score']:.4f}",
-            f"{v['macro_share']:.1%}",
+            f"{v['macro_share']:.1%}" if v["macro_share"] is not None else "-",
             f"{v['torch_speedup']:.2f}x" if v["torch_speedup"] else "-",
             f"{v['best_onnx_speedup']:.2f}x ({v['best_onnx']})" if v["best_onnx"] else "-",
             ", ".join(v["tasks"]),

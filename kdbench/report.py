@@ -109,6 +109,7 @@ def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> lis
             "shape": run["student_shape"],
             "seed": (run.get("config") or {}).get("train", {}).get("seed"),
             "train_samples": run.get("train_samples"),
+            "epochs": (run.get("config") or {}).get("train", {}).get("epochs"),
             "speed": {},
             "speed_from": None,
             "parameters": None,
@@ -172,16 +173,25 @@ def _profiled_name(inputs: Inputs, task: str, student: str, shape: dict) -> str 
     return None
 
 
+def budget_of(row: dict) -> tuple[int, float]:
+    """A run's training budget: (training rows, epochs)."""
+    return (row["train_samples"] or 0, row.get("epochs") or 0)
+
+
+def _samples_seen(budget: tuple[int, float]) -> float:
+    return budget[0] * budget[1]
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
-    """One row per (task, student) from the runs on the most training rows, averaged over seeds (score_std is the
-    sample standard deviation across seeds, None with one seed)."""
+    """One row per (task, student) from the runs with the largest budget (training rows x epochs, then rows),
+    averaged over seeds (score_std is the sample standard deviation across seeds, None with one seed)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["student"]), []).append(r)
     out = []
     for rs in groups.values():
-        full = max(r["train_samples"] or 0 for r in rs)
-        rs = [r for r in rs if (r["train_samples"] or 0) == full]
+        full = max((_samples_seen(budget_of(r)), budget_of(r)) for r in rs)[1]
+        rs = [r for r in rs if budget_of(r) == full]
         scores = [r["score"] for r in rs]
         keys = sorted({k for r in rs for k in r["onnx_scores"]})  # a set: sorted so reruns write the same file
         out.append(
@@ -189,7 +199,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 **rs[0],
                 "score": float(np.mean(scores)),
                 "score_std": float(np.std(scores, ddof=1)) if len(rs) > 1 else None,
-                "share": float(np.mean([r["share"] for r in rs])),
+                "share": _mean_or_none([r["share"] for r in rs]),  # None where the teacher scored 0
                 "share_above_chance": _mean_or_none([r["share_above_chance"] for r in rs]),
                 "seeds": sorted(r["seed"] for r in rs if r["seed"] is not None),
                 "onnx_scores": {
@@ -202,6 +212,71 @@ def aggregate(rows: list[dict]) -> list[dict]:
 
 def _mean_or_none(values: list[float | None]) -> float | None:
     return float(np.mean(values)) if values and all(v is not None for v in values) else None
+
+
+def budget_points(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """Per task, the distinct training budgets of its runs, smallest first (only tasks with more than one)."""
+    by: dict[str, set] = {}
+    for r in rows:
+        by.setdefault(r["task"], set()).add(budget_of(r))
+    return {t: sorted(b, key=lambda x: (_samples_seen(x), x)) for t, b in sorted(by.items()) if len(b) > 1}
+
+
+def _grid_budget(row: dict, rows: list[dict]) -> bool:
+    """Whether the row's budget was given to several students of its task (a budget sweep), not to one student
+    alone (a training-size or seed sweep)."""
+    return len({r["student"] for r in rows if r["task"] == row["task"] and budget_of(r) == budget_of(row)}) > 1
+
+
+def budget_study(rows: list[dict], inputs: Inputs) -> dict | None:
+    """Shares and claims against training budget: point k takes every task's k-th smallest budget (the tasks must
+    have the same number of points), aggregates those runs and judges the paper's claims on them alone."""
+    rows = [r for r in rows if _grid_budget(r, rows)]
+    points = budget_points(rows)
+    counts = {len(v) for v in points.values()}
+    if not points or len(counts) != 1:
+        return None
+    curves: dict[str, dict] = {}
+    for r in rows:
+        if r["task"] in points:
+            k = points[r["task"]].index(budget_of(r))
+            curves.setdefault(f"{r['task']}/{r['student']}", {}).setdefault(k, []).append(r)
+    table = {
+        name: [
+            {
+                "point": k,
+                "rows": budget_of(rs[0])[0],
+                "epochs": budget_of(rs[0])[1],
+                "share": _mean_or_none([r["share"] for r in rs]),
+                "score": float(np.mean([r["score"] for r in rs])),
+            }
+            for k, rs in sorted(by_point.items())
+        ]
+        for name, by_point in sorted(curves.items())
+    }
+    verdicts = []
+    for k in range(counts.pop()):
+        at_k = [r for r in rows if r["task"] in points and budget_of(r) == points[r["task"]][k]]
+        paper = [r for r in aggregate(at_k) if not r["recipe"] and r["share"] is not None]
+        verdicts.append(
+            {
+                "point": k,
+                "budgets": {t: list(v[k]) for t, v in points.items()},
+                "claims": [c.__dict__ for c in claims(paper, inputs)],
+            }
+        )
+    return {"points": {t: [list(b) for b in v] for t, v in points.items()}, "curves": table, "verdicts": verdicts}
+
+
+def verdict_trend(verdicts: list[str]) -> str:
+    """One phrase for a claim's verdicts from the smallest budget to the largest."""
+    if len(set(verdicts)) == 1:
+        return f"{verdicts[0]} at every budget"
+    last = verdicts[-1]
+    first_of_last = len(verdicts) - next(i for i, v in enumerate(reversed(verdicts)) if v != last)
+    if all(v == last for v in verdicts[first_of_last:]) and first_of_last > 0:
+        return f"{last} from budget B{first_of_last + 1} on (before: {', '.join(verdicts[:first_of_last])})"
+    return "changes with the budget: " + ", ".join(f"B{i + 1} {v}" for i, v in enumerate(verdicts))
 
 
 def train_size_curves(rows: list[dict]) -> dict[str, list[dict]]:
@@ -496,7 +571,7 @@ def macro(rows: list[dict]) -> dict[str, dict]:
     return {
         s: {
             "macro_score": float(np.mean(v["scores"])),
-            "macro_share": float(np.mean(v["shares"])),
+            "macro_share": _mean_or_none([x for x in v["shares"] if x is not None]),  # tasks where the teacher > 0
             # over the tasks where the teacher beats the majority class (elsewhere there is no margin to keep)
             "macro_share_above_chance": _mean_or_none(
                 [x for r in v["rows"] if (x := r["share_above_chance"]) is not None]
@@ -602,11 +677,11 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
             f"| teacher | - | {t['macro_score']:.4f} | 100.0% | 100.0% | 1.00x | {onnx} | {', '.join(t['tasks'])} |"
         )
     # students on the most tasks first (the main grid), then by share: a sweep's one-task students do not outrank them
-    for s, v in sorted(summary.items(), key=lambda kv: (-len(kv[1]["tasks"]), -kv[1]["macro_share"])):
+    for s, v in sorted(summary.items(), key=lambda kv: (-len(kv[1]["tasks"]), -(kv[1]["macro_share"] or 0))):
         onnx = f"{v['best_onnx_speedup']:.2f}x ({v['best_onnx']})" if v["best_onnx"] else "-"
         params = f"{v['parameters'] / 1e6:.1f}" if v["parameters"] else "-"
         lines.append(
-            f"| {s} | {params} | {v['macro_score']:.4f} | {v['macro_share']:.1%} | "
+            f"| {s} | {params} | {v['macro_score']:.4f} | {_fmt(v['macro_share'], '.1%')} | "
             f"{_fmt(v['macro_share_above_chance'], '.1%')} | {_x(v['torch_speedup'])} | {onnx} | "
             f"{', '.join(v['tasks'])} |"
         )
@@ -623,15 +698,17 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
         ]
         for h in doc["heads"]:
             lines.append(
-                f"| {h['task']} | {h['heads']} | {h['student']} | {h['score']:.4f} | {h['share']:.1%} | "
+                f"| {h['task']} | {h['heads']} | {h['student']} | {h['score']:.4f} | {_fmt(h['share'], '.1%')} | "
                 f"{_fmt(h['p50_ms'], '.2f')} | {_x(h['speedup'])} |"
             )
         lines.append("")
+    if doc.get("budget"):
+        lines += budget_markdown(doc["budget"])
     if doc["train_size"]:
         lines += ["## Training-set size", "", "| run | training rows | score | share |", "|---|---|---|---|"]
         for k, points in doc["train_size"].items():
             for pt in points:
-                lines.append(f"| {k} | {pt['train_samples']} | {pt['score']:.4f} | {pt['share']:.1%} |")
+                lines.append(f"| {k} | {pt['train_samples']} | {pt['score']:.4f} | {_fmt(pt['share'], '.1%')} |")
         lines.append("")
     spread = [r for r in main if r.get("score_std") is not None]
     if spread:
@@ -644,7 +721,7 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
         for r in spread:
             lines.append(
                 f"| {r['task']} | {r['student']} | {', '.join(map(str, r['seeds']))} | {r['score']:.4f} | "
-                f"{r['score_std']:.4f} | {r['share']:.1%} |"
+                f"{r['score_std']:.4f} | {_fmt(r['share'], '.1%')} |"
             )
         lines.append("")
     if doc["deployment"]:
@@ -693,8 +770,8 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
             onnx = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["onnx_scores"].items())) or "-"
             front = "yes" if r["student"] in fronts.get(task, ()) else ""
             lines.append(
-                f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | "
-                f"{r['share']:.1%} | {_fmt(r['share_above_chance'], '.1%')} | {speed or '-'} | {onnx} | {front} |"
+                f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | {_fmt(r['share'], '.1%')} | "
+                f"{_fmt(r['share_above_chance'], '.1%')} | {speed or '-'} | {onnx} | {front} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -723,7 +800,7 @@ def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None)
         pts = [
             (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["share"])
             for r in rows
-            if r["task"] == task and r["speed"]
+            if r["task"] == task and r["speed"] and r["share"] is not None
         ]
         if pts and task in (teachers or {}):
             pts.append(("teacher", teachers[task], 1.0))
@@ -772,7 +849,8 @@ def write_report(
             if r["task"] == task and r["speed"]
         ]
         fronts[task] = pareto(pts) if pts else set()
-    paper = [r for r in main if not r["recipe"]]  # the claims are about the paper's recipe
+    # the claims are about the paper's recipe, on tasks where the teacher scored above zero (a share needs one)
+    paper = [r for r in main if not r["recipe"] and r["share"] is not None]
     claim_list = claims(paper, inputs)
     doc = {
         "schema": SCHEMA,
@@ -787,9 +865,70 @@ def write_report(
         "deployment": deployment(main),
         "pareto": {k: sorted(v) for k, v in fronts.items()},
         "claims": [c.__dict__ for c in claim_list],
+        "budget": budget_study(rows, inputs),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "report.json", doc)
     atomic_write_text(out_dir / "REPORT.md", markdown(doc, claim_list, fronts, preamble))
     plot(main, out_dir / "accuracy_vs_latency.png", teacher_latency(inputs))
+    if doc["budget"]:
+        plot_budget(doc["budget"], out_dir / "share_vs_budget.png")
     return doc
+
+
+def budget_markdown(budget: dict) -> list[str]:
+    """The budget section: each claim's verdict per budget point, then every student's share per budget."""
+    verdicts = budget["verdicts"]
+    labels = [
+        "B" + str(v["point"] + 1) + " (" + ", ".join(f"{t} {b[0]:,} x {b[1]:g}" for t, b in v["budgets"].items()) + ")"
+        for v in verdicts
+    ]
+    lines = [
+        "## Training budget",
+        "",
+        "Budget point Bk gives every task its k-th smallest budget (training rows x epochs); each claim is judged on "
+        "those runs alone. See share_vs_budget.png.",
+        "",
+        "| claim | " + " | ".join(labels) + " | trend |",
+        "|---|" + "---|" * len(labels) + "---|",
+    ]
+    for i, claim in enumerate(verdicts[0]["claims"]):
+        per = [v["claims"][i]["verdict"] for v in verdicts]
+        lines.append(f"| {claim['claim']} | " + " | ".join(x.upper() for x in per) + f" | {verdict_trend(per)} |")
+    lines += ["", "Evidence per budget point:", ""]
+    for label, v in zip(labels, verdicts, strict=True):
+        for c in v["claims"]:
+            lines.append(f"- {label}, {c['claim']}: {c['verdict'].upper()} - {c['evidence']}")
+    lines += ["", "| task/student | " + " | ".join(f"B{i + 1}" for i in range(len(verdicts))) + " |"]
+    lines += ["|---|" + "---|" * len(verdicts)]
+    for name, pts in budget["curves"].items():
+        cells = {p["point"]: f"{_fmt(p['share'], '.1%')} ({p['score']:.4f})" for p in pts}
+        lines.append(f"| {name} | " + " | ".join(cells.get(i, "-") for i in range(len(verdicts))) + " |")
+    return [*lines, ""]
+
+
+def plot_budget(budget: dict, path: Path) -> None:
+    """Share of the teacher's score against samples seen (rows x epochs), one panel per task, one line per student."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(budget["points"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for name, pts in budget["curves"].items():
+            shown = [p for p in pts if p["share"] is not None]
+            if name.split("/")[0] != task or not shown:
+                continue
+            x = [p["rows"] * p["epochs"] for p in shown]
+            ax.plot(x, [p["share"] for p in shown], marker="o", label=name[len(task) + 1 :])
+        ax.set_xscale("log")
+        ax.set_xlabel("training samples seen (rows x epochs)")
+        ax.set_ylabel("share of the teacher's score")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -31,13 +31,15 @@ FIELDS = (
     "teacher_train",
     "teacher_task_train",
     "train_fractions",
+    "budgets",
     "sweeps",
     "export",
     "profile",
     "output_dir",
     "notes",
 )
-SWEEP_FIELDS = ("name", "tasks", "students", "seeds", "train_fractions", "distill")
+SWEEP_FIELDS = ("name", "tasks", "students", "seeds", "train_fractions", "budgets", "distill")
+BUDGET_FIELDS = ("max_train_samples", "epochs")  # a training budget: rows (null: all) x passes over them
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Sweep:
     students: str  # names or groups, comma-separated
     seeds: dict = field(default_factory=dict)  # task -> list of seeds; "default" for the rest
     train_fractions: dict = field(default_factory=dict)  # task -> fractions of the training rows (1.0 = all)
+    budgets: dict = field(default_factory=dict)  # task -> list of {max_train_samples, epochs}: one run per budget
     distill: dict = field(default_factory=dict)  # DistillConfig recipe fields (init, alpha_*, ...) for this sweep
 
 
@@ -118,6 +121,7 @@ def _sweep(data: dict, name: str) -> Sweep:
         students=",".join(students) if isinstance(students, list) else students,
         seeds=_per_task(data.get("seeds"), [42]),
         train_fractions=_per_task(data.get("train_fractions"), [1.0]),
+        budgets=_per_task(data.get("budgets"), [{}]),
         distill=data.get("distill") or {},
     )
 
@@ -222,6 +226,17 @@ def _check_sweep_types(path: Path, where: str, sw: dict) -> None:
             raise KdbenchError(
                 f"{path}: {where}.{key}: must be a list of {what} (or a mapping task -> list), got {value!r}"
             )
+    budgets = sw.get("budgets")
+    if budgets is not None:
+        lists = budgets.values() if isinstance(budgets, dict) else [budgets]
+        for v in lists:
+            if not isinstance(v, list) or not v or not all(isinstance(b, dict) and b for b in v):
+                raise KdbenchError(
+                    f"{path}: {where}.budgets: a list of budgets such as {{max_train_samples: 2000, epochs: 2}} "
+                    f"(or a mapping task -> list), got {budgets!r}"
+                )
+            for b in v:
+                _check_fields(f"{path}: {where}.budgets", b, BUDGET_FIELDS, ())
 
 
 def _build_configs(path: Path, study: Study) -> None:
@@ -253,7 +268,7 @@ def _build_configs(path: Path, study: Study) -> None:
         where = "main" if sw.name == "main" else f"sweep {sw.name!r}"
         for task in sw.tasks:
             at(f"{where}.tasks", lambda task=task: get_task(task))
-        for task in list(sw.seeds) + list(sw.train_fractions):
+        for task in list(sw.seeds) + list(sw.train_fractions) + list(sw.budgets):
             if task != "default":
                 at(f"{where}: per-task key", lambda task=task: get_task(task))
         students = at(f"{where}.students", lambda sw=sw: select(zoo, sw.students))
@@ -261,8 +276,11 @@ def _build_configs(path: Path, study: Study) -> None:
             raise KdbenchError(f"{path}: {where}.students: selects no student")
         first = students[0].name
         at(f"{where}.distill", lambda sw=sw, first=first: DistillConfig(task=sw.tasks[0], student=first, **sw.distill))
+    for sw in study.sweeps:
+        for task in sw.tasks:
+            for budget in _pick(sw.budgets, task) or [{}]:
+                at("budgets" if budget else "train", lambda t=task, b=budget: _train_config(study, t, 42, 1.0, b, True))
     for task in study.tasks:
-        at("train", lambda task=task: _train_config(study, task, 42, 1.0, check_only=True))
         at("teacher_train", lambda task=task: _teacher_config(study, task))
     for block in ("task_train", "teacher_task_train"):
         for task in getattr(study, block):
@@ -308,10 +326,12 @@ def _teacher_config(study: Study, task: str):
     return _config("teacher_train" if study.teacher_train else "train", {**base, **overrides})
 
 
-def _train_config(study: Study, task: str, seed: int, fraction: float, check_only: bool = False):
+def _train_config(
+    study: Study, task: str, seed: int, fraction: float, budget: dict | None = None, check_only: bool = False
+):
     from kdbench.data import get_task, load_task
 
-    fields_ = {**study.train, **study.task_train.get(task, {}), "seed": seed}
+    fields_ = {**study.train, **study.task_train.get(task, {}), **(budget or {}), "seed": seed}
     if fraction < 1.0 and not check_only:
         n = len(load_task(get_task(task), study.data_dir, splits=("train",))["train"])
         cap = fields_.get("max_train_samples") or n
@@ -334,10 +354,21 @@ class RunSpec:
     path: Path
     sweeps: tuple[str, ...]
     recipe: tuple[tuple[str, object], ...] = ()  # DistillConfig fields that differ from the default recipe
+    budget: tuple[tuple[str, object], ...] = ()  # a sweep's training budget (max_train_samples, epochs), if any
 
     @property
     def id(self) -> str:
-        return f"{self.task}/{self.student}/s{self.seed}/f{self.fraction}{_suffix(self.recipe)}"
+        budget, recipe = _budget_label(self.budget), _suffix(self.recipe)
+        return f"{self.task}/{self.student}/s{self.seed}/f{self.fraction}{budget}{recipe}"
+
+
+def _budget_label(budget: tuple[tuple[str, object], ...]) -> str:
+    """A budget in run ids and folders: (("epochs", 2), ("max_train_samples", 2000)) -> "-n2000-e2"."""
+    b = dict(budget)
+    if not b:
+        return ""
+    rows = b.get("max_train_samples", "task")
+    return f"-n{'all' if rows is None else rows}" + (f"-e{b['epochs']:g}" if "epochs" in b else "")
 
 
 def _suffix(recipe: tuple[tuple[str, object], ...]) -> str:
@@ -357,13 +388,16 @@ def run_specs(study: Study) -> list[RunSpec]:
         for task in (get_task(t).name for t in sw.tasks):
             for seed in _pick(sw.seeds, task) or [42]:
                 for fraction in _pick(sw.train_fractions, task) or [1.0]:
-                    for student in students:
-                        recipe = tuple(sorted(sw.distill.items()))
-                        path = study.output_dir / "runs" / task / f"{student}-s{seed}-f{fraction}{_suffix(recipe)}"
-                        spec = RunSpec(task, student, seed, float(fraction), path, (sw.name,), recipe)
-                        if spec.id in specs:
-                            spec = replace(spec, sweeps=specs[spec.id].sweeps + (sw.name,))
-                        specs[spec.id] = spec
+                    for budget_fields in _pick(sw.budgets, task) or [{}]:
+                        for student in students:
+                            recipe = tuple(sorted(sw.distill.items()))
+                            budget = tuple(sorted(budget_fields.items()))
+                            name = f"{student}-s{seed}-f{fraction}{_budget_label(budget)}{_suffix(recipe)}"
+                            path = study.output_dir / "runs" / task / name
+                            spec = RunSpec(task, student, seed, float(fraction), path, (sw.name,), recipe, budget)
+                            if spec.id in specs:
+                                spec = replace(spec, sweeps=specs[spec.id].sweeps + (sw.name,))
+                            specs[spec.id] = spec
     return list(specs.values())
 
 
@@ -402,7 +436,7 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
             students_dir=study.students_dir,
             data_dir=study.data_dir,
             output_dir=spec.path,
-            train=_train_config(study, spec.task, spec.seed, spec.fraction),
+            train=_train_config(study, spec.task, spec.seed, spec.fraction, dict(spec.budget)),
             resume=_interrupted(spec.path),
             **dict(spec.recipe),
         )
@@ -490,7 +524,7 @@ def _profiled(study: Study, specs: list[RunSpec]) -> list[Path]:
     chosen: dict[str, Path] = {}
     for s in specs:
         if s.task == task and s.fraction == 1.0 and not s.recipe:
-            chosen.setdefault(s.student, s.path)
+            chosen.setdefault(s.student, s.path)  # with budgets: the first (any copy has the shape's speed)
     return list(chosen.values())
 
 
@@ -773,6 +807,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
+def _budget_text(budget: dict) -> str:
+    rows = budget.get("max_train_samples", "task's")
+    return f"{'all' if rows is None else rows} x {budget.get('epochs', 'train')}"
+
+
 def _budget(fields_: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in fields_.items()) or "defaults"
 
@@ -787,14 +826,20 @@ def preamble(study: Study) -> str:
         f"Study **{study.name}**: teacher `{teacher}`, tasks {', '.join(study.tasks)}. "
         "Regenerate with `kdbench study` on the study file next to this report.",
         "",
-        "| sweep | tasks | students | seeds | training fractions | recipe |",
-        "|---|---|---|---|---|---|",
+        "| sweep | tasks | students | seeds | training fractions | budgets (rows x epochs) | recipe |",
+        "|---|---|---|---|---|---|---|",
     ]
     for sw in study.sweeps:
         seeds = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sw.seeds.items())
         fractions = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in sw.train_fractions.items())
+        budgets = (
+            "; ".join(f"{k}: {', '.join(_budget_text(b) for b in v)}" for k, v in sw.budgets.items() if any(v))
+            or "train"
+        )
         recipe = _budget(sw.distill) if sw.distill else "paper"
-        lines.append(f"| {sw.name} | {', '.join(sw.tasks)} | {sw.students} | {seeds} | {fractions} | {recipe} |")
+        lines.append(
+            f"| {sw.name} | {', '.join(sw.tasks)} | {sw.students} | {seeds} | {fractions} | {budgets} | {recipe} |"
+        )
     lines += [
         "",
         f"- Teacher fine-tunes: {_budget(study.teacher_train or study.train)}"

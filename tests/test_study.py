@@ -306,3 +306,57 @@ def test_unknown_task_or_student_in_a_study_fails_at_load(tmp_path, tiny_zoo):
     path.write_text(f"tasks: [rte]\nstudents: [half_layer]\nstudents_dir: {tiny_zoo}\n")
     with pytest.raises(KdbenchError, match="main.students: unknown student 'half_layer'"):
         load_study(path)
+
+
+BUDGETS = """
+name: budget
+teacher: {teacher}
+data_dir: {data}
+students_dir: {zoo}
+tasks: [rte]
+students: [half_layers]
+train: {{epochs: 1, batch_size: 8, max_seq_len: 16, learning_rate: 0.001}}
+sweeps:
+  - name: budget
+    tasks: [rte, cola]
+    students: [half_layers, two_heads]
+    budgets:
+      rte: [{{max_train_samples: 8, epochs: 1}}, {{max_train_samples: 24, epochs: 2}}]
+      cola: [{{max_train_samples: 12, epochs: 1}}, {{max_train_samples: null, epochs: 2}}]
+output_dir: out
+"""
+
+
+def test_budget_sweeps_train_each_budget_and_the_report_judges_claims_per_budget(
+    tmp_path, bert_teacher, glue_parquet, tiny_zoo
+):
+    import json
+
+    path = tmp_path / "study.yaml"
+    path.write_text(BUDGETS.format(teacher=bert_teacher, data=glue_parquet, zoo=tiny_zoo))
+    study = load_study(path)
+    ids = [c.id for c in cells(study) if c.kind == "distill"]
+    assert "distill/rte/two_heads/s42/f1.0-n8-e1" in ids and "distill/cola/half_layers/s42/f1.0-nall-e2" in ids
+    assert "distill/rte/half_layers/s42/f1.0" in ids  # the main grid's own run, with the study's train settings
+    run_study(study)
+    small = json.loads((tmp_path / "out" / "runs" / "rte" / "two_heads-s42-f1.0-n8-e1" / "metrics.json").read_text())
+    assert small["train_samples"] == 8 and small["config"]["train"]["epochs"] == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    budget = report["budget"]
+    assert budget["points"] == {"cola": [[12, 1], [24, 2]], "rte": [[8, 1], [24, 2]]}
+    assert [v["point"] for v in budget["verdicts"]] == [0, 1] and len(budget["verdicts"][0]["claims"]) == 4
+    assert len(budget["curves"]["rte/two_heads"]) == 2
+    md = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "## Training budget" in md and "B2 (cola 24 x 2, rte 24 x 2)" in md
+    assert (tmp_path / "out" / "share_vs_budget.png").is_file()
+
+
+def test_bad_budgets_fail_at_load(tmp_path, tiny_zoo):
+    path = tmp_path / "s.yaml"
+    base = f"tasks: [rte]\nstudents: [half_layers]\nstudents_dir: {tiny_zoo}\n"
+    path.write_text(base + "sweeps: [{tasks: [rte], students: [half_layers], budgets: [{rows: 5}]}]\n")
+    with pytest.raises(KdbenchError, match="unknown field 'rows'"):
+        load_study(path)
+    path.write_text(base + "sweeps: [{tasks: [rte], students: [half_layers], budgets: [{epochs: 0}]}]\n")
+    with pytest.raises(KdbenchError, match="budgets.epochs: must be positive"):
+        load_study(path)
