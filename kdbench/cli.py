@@ -191,6 +191,13 @@ def profile(
     min_runs: Annotated[
         int | None, typer.Option(help=f"Timed calls per cell, at least. Default: {DEFAULTS['min_runs']}.")
     ] = None,
+    min_blocks: Annotated[
+        int | None,
+        typer.Option(
+            help="Separate measuring blocks (about 0.25 s each, interleaved with the other models) the timed calls of a "
+            f"cell must span; the speed-up interval is computed from block medians. Default: {DEFAULTS['min_blocks']}."
+        ),
+    ] = None,
     min_time: Annotated[
         float | None,
         typer.Option(help=f"Seconds of timed calls per cell, at least. Default: {DEFAULTS['min_time_s']}."),
@@ -204,7 +211,11 @@ def profile(
         "reports/profile.json"
     ),
     quick: Annotated[
-        bool, typer.Option("--quick", help="Small smoke grid: 3L, 4AH, 4AH_pruned at batch 1, length 32, short cells.")
+        bool,
+        typer.Option(
+            "--quick",
+            help="Smoke run: 3L, 4AH, 4AH_pruned at batch 1, length 32, short cells; prints the tables and no verdict.",
+        ),
     ] = False,
     runs: Annotated[
         list[Path] | None,
@@ -245,6 +256,7 @@ def profile(
         warmup_runs=warmup,
         warmup_time_s=warmup_time,
         min_runs=min_runs,
+        min_blocks=min_blocks,
         min_time_s=min_time,
         max_time_s=max_time,
     )
@@ -275,7 +287,7 @@ def profile(
         task = bar.add_task("starting", total=p.count * len(cfg.backends) * len(cfg.batch_sizes) * len(cfg.seq_lens))
         result = run_profile(cfg, lambda desc, advance: bar.update(task, description=desc, advance=advance), resolved=p)
     result.save(cfg.output)
-    lines = head_verdicts(result, cfg.seed)
+    lines = [] if result.smoke else head_verdicts(result, cfg.seed)
     print_all(console, *profile_tables(result, cfg.seed), *([head_table(lines)] if lines else []))
     for ln in lines:
         console.print(
@@ -284,7 +296,7 @@ def profile(
             soft_wrap=True,
             highlight=False,
         )
-    console.print(f"[bold]Head claim:[/] {head_claim(lines)}", soft_wrap=True)
+    console.print(f"[bold]Head claim:[/] {head_claim(lines, result.smoke)}", soft_wrap=True)
     worst = max(result.cells, key=lambda c: c.stats.cv)
     console.print(
         f"{len(result.cells)} cells in {time.perf_counter() - started:.0f} s; largest CV "

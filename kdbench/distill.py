@@ -753,6 +753,10 @@ def _train_student(cfg, run: Run, task: Task, shape, teacher, tokenizer, teacher
         "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),
         "environment": env.collect(),
     }
+    from kdbench.predictions import document
+
+    # per-example answers (the best epoch's student, and its teacher): what score and claim intervals resample
+    run.write_predictions(document(task, tokenized, trainer.model.student, trainer.teacher, tokenizer))
     _save_model(trainer.model.student, tokenizer, run.student_dir)
     run.write_metrics(doc)  # written last: its presence marks a finished run
     shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # only needed to resume; the student is saved

@@ -19,6 +19,7 @@ from kdbench.clock import DEVICES, Clock, check_device, clock_for
 from kdbench.errors import ConfigError, KdbenchError, check_choice
 from kdbench.flops import sequence_flops
 from kdbench.results import Cell, ProfileResult
+from kdbench.stats import MIN_BLOCKS, MIN_SAMPLES
 from kdbench.students import TEACHER_NAME, StudentShape, load_zoo, resolve, select, teacher_as_student
 from kdbench.teacher import DEFAULT_TEACHER, load_teacher_config, teacher_shape
 
@@ -40,7 +41,9 @@ class ProfileConfig:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)  # intra-op threads on CPU
     warmup_runs: int = 2  # calls before timing starts (excluded from the samples)
     warmup_time_s: float = 0.5  # seconds of warm-up at least: caches, allocator and thread pools settle
-    min_runs: int = 10  # timed calls at least
+    min_runs: int = MIN_SAMPLES  # timed calls at least (fewer: the cell carries no verdict)
+    min_blocks: int = MIN_BLOCKS  # separate measuring blocks (~0.25 s each, interleaved) the calls must span at least
+    smoke: bool = False  # a smoke run (--quick): tables only, never a verdict
     min_time_s: float = 1.0  # seconds of timed calls at least, per cell
     max_time_s: float = 20.0  # seconds per cell at most, even before min_runs (two samples are always taken)
     seed: int = 0  # seeds the random weights, the token ids and the bootstrap
@@ -63,7 +66,7 @@ class ProfileConfig:
             values = getattr(self, name)
             if not isinstance(values, tuple | list) or not values or not all(_positive_int(v) for v in values):
                 raise ConfigError(name, f"must be positive integers, got {_shown(values)}")
-        for name in ("threads", "min_runs", "warmup_runs", "seed"):
+        for name in ("threads", "min_runs", "min_blocks", "warmup_runs", "seed"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"must be an integer, got {getattr(self, name)!r}")
         if not 0 <= self.seed < 2**32:
@@ -72,6 +75,8 @@ class ProfileConfig:
             raise ConfigError("threads", f"must be at least 1, got {self.threads}")
         if self.min_runs < 2:
             raise ConfigError("min_runs", f"must be at least 2 (a spread needs two samples), got {self.min_runs}")
+        if self.min_blocks < 1:
+            raise ConfigError("min_blocks", f"must be at least 1, got {self.min_blocks}")
         for name in ("warmup_runs", "warmup_time_s", "min_time_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
@@ -110,9 +115,11 @@ QUICK = dict(
     warmup_runs=1,
     warmup_time_s=0.3,
     min_runs=5,
+    min_blocks=1,
     min_time_s=0.3,
     max_time_s=5.0,
-)  # --quick: a smoke run in seconds
+    smoke=True,
+)  # --quick: a smoke run in seconds; it prints tables and no verdict
 
 
 def measure(
@@ -275,11 +282,14 @@ class Target:
     call: Callable[[], object]
     synchronize: Callable[[], None]
     samples: list[float] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)  # the measuring block of each sample
     spent: float = 0.0  # seconds of timed calls so far
+    min_blocks: int = 1  # blocks of time the samples must span (the unit of noise an interval needs)
 
     def done(self, min_runs: int, min_time_s: float, max_time_s: float) -> bool:
         n = len(self.samples)
-        return (n >= min_runs and self.spent >= min_time_s) or (n >= 2 and self.spent >= max_time_s)
+        spread = len(set(self.blocks)) >= self.min_blocks
+        return (n >= min_runs and self.spent >= min_time_s and spread) or (n >= 2 and self.spent >= max_time_s)
 
 
 def measure_interleaved(
@@ -299,12 +309,15 @@ def measure_interleaved(
     `min_time_s` seconds (or `max_time_s`); the caller has warmed every target up already.
     """
     pending = list(targets)
+    block = 0
     while pending:
         for t in pending:
             block_start = clock.now()
+            block += 1
             while True:
                 sample = clock.time_call(t.call, t.synchronize)
                 t.samples.append(sample)
+                t.blocks.append(block)
                 t.spent += sample
                 if clock.now() - block_start >= block_s or t.done(min_runs, min_time_s, max_time_s):
                     break
@@ -357,7 +370,9 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
         session.reset_peak_memory()
         warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, cfg.warmup_time_s)
         memory[name] = session.peak_memory()
-        targets.append(Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize))
+        targets.append(
+            Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize, min_blocks=cfg.min_blocks)
+        )
     measure_interleaved(
         targets,
         clock,
@@ -366,7 +381,7 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
         cfg.max_time_s,
         on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0),
     )
-    return {t.name: (t.samples, memory[t.name]) for t in targets}
+    return {t.name: (t.samples, t.blocks, memory[t.name]) for t in targets}
 
 
 def run_profile(
@@ -414,7 +429,7 @@ def run_profile(
                 for batch in cfg.batch_sizes:
                     arrays = make_inputs(vocab, batch, seq, cfg.seed)
                     measured = _measure_point(cfg, sessions, arrays, clock, progress)
-                    for name, (samples, (mem, kind)) in measured.items():
+                    for name, (samples, blocks, (mem, kind)) in measured.items():
                         cells.append(
                             Cell(
                                 name,
@@ -429,6 +444,7 @@ def run_profile(
                                 cfg.warmup_runs,
                                 mem,
                                 kind,
+                                tuple(blocks),
                             )
                         )
                     # variants beyond the first label are extra cells the progress total did not count

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kdbench.results import ProfileResult
-from kdbench.stats import speedup_interval
 from kdbench.students import TEACHER_NAME
 from kdbench.verdict import HeadLine
 
@@ -74,8 +73,8 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
         for c in (c for c in result.cells if c.grid_key()[:3] == (device, backend, dtype)):
             s = result.students[c.student]
             st = c.stats
-            base = result.reference(c)
-            speed = str(speedup_interval(base.samples, c.samples, seed)) if base else "-"
+            interval = result.speedup(c, seed)
+            speed = "-" if interval is None else str(interval) + ("" if interval.sufficient else " [dim](few)[/]")
             cv = f"{st.cv * 100:.1f}"
             table.add_row(
                 c.student,
@@ -97,7 +96,7 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
 
 def head_table(lines: list[HeadLine]) -> Table:
     """The head verdict: measured speed-up, FLOPs ratio, the pruned twin, and the plain outcome."""
-    table = Table(title="Attention-head verdict (speed-up over the teacher, 95% bootstrap CI)")
+    table = Table(title="Attention-head verdict (speed-up over the teacher, 95% interval by batch means)")
     for col in (
         "student",
         "device",

@@ -18,8 +18,8 @@ from kdbench.io import atomic_write_json, atomic_write_text, check_folder_writab
 from kdbench.results import SCHEMA as PROFILE_SCHEMA
 from kdbench.results import ProfileResult
 from kdbench.run import Run
-from kdbench.stats import speedup_interval
-from kdbench.verdict import MEANINGFUL_SPEEDUP, head_verdicts
+from kdbench.uncertainty import combine_seeds, interval, verdict_from_support
+from kdbench.verdict import FASTER, MEANINGFUL_SPEEDUP, excludes_speedup, head_verdicts
 
 SCHEMA = "kdbench.report"
 KINDS = ("layers", "heads", "hidden", "combined", "pruned")
@@ -56,6 +56,7 @@ def collect(paths: list[Path], allow_mixed: bool = False) -> Inputs:
             run = Run(f.parent)
             doc["evals"] = run.evaluations()
             doc["parity"] = run.parity()
+            doc["predictions"] = run.predictions()
             runs.append(doc)
         elif doc.get("schema") == PROFILE_SCHEMA:
             profiles.append(ProfileResult.from_dict(doc, str(f)))
@@ -94,8 +95,11 @@ def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> lis
     of answering the majority class), `share_above_chance` is the part of the teacher's margin over that baseline the
     student keeps: on tasks where the teacher is barely above chance (RTE, WNLI) it says more than the plain share.
     """
+    from kdbench.uncertainty import resampled
+
+    samples = resampled(list(inputs.runs))
     rows = []
-    for run in inputs.runs:
+    for i, run in enumerate(inputs.runs):
         task, student = run["task"], run["student"]
         recipe = _recipe(run.get("config") or {})
         row = {
@@ -118,6 +122,8 @@ def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> lis
             "parity": {v: e.get("argmax_agreement") for v, e in run.get("parity", {}).items()},
             "chance": (baselines or {}).get(task),
             "share_above_chance": _above_chance(run["score"], run["teacher_score"], (baselines or {}).get(task)),
+            "_score_samples": samples.get(i, {}).get("score"),  # bootstrap resamples of the evaluation examples
+            "_share_samples": samples.get(i, {}).get("share"),
         }
         name = _profiled_name(inputs, task, student, run["student_shape"])
         for pr, c in _cells(inputs):
@@ -126,7 +132,7 @@ def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> lis
             info = pr.students[name]
             row["parameters"], row["flops"], row["speed_from"] = info["parameters"], info["flops_per_sequence"], name
             ref = pr.reference(c)
-            speed = speedup_interval(ref.samples, c.samples) if ref else None
+            speed = pr.speedup(c)
             key = f"{c.device} {c.backend} b{c.batch_size} n{c.seq_len}"
             row["speed"][key] = {
                 "p50_ms": c.stats.p50 * 1e3,
@@ -194,6 +200,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
         rs = [r for r in rs if budget_of(r) == full]
         scores = [r["score"] for r in rs]
         keys = sorted({k for r in rs for k in r["onnx_scores"]})  # a set: sorted so reruns write the same file
+        resampled_ = {
+            k: combine_seeds([r[k] for r in rs]) if all(r[k] is not None for r in rs) else None
+            for k in ("_score_samples", "_share_samples")
+        }
         out.append(
             {
                 **rs[0],
@@ -205,6 +215,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "onnx_scores": {
                     k: float(np.mean([r["onnx_scores"][k] for r in rs if k in r["onnx_scores"]])) for k in keys
                 },
+                **resampled_,
+                "score_ci": interval(resampled_["_score_samples"]),  # 95 %: examples (and seeds) resampled
+                "share_ci": interval(resampled_["_share_samples"]),
             }
         )
     return out
@@ -262,7 +275,7 @@ def budget_study(rows: list[dict], inputs: Inputs) -> dict | None:
             {
                 "point": k,
                 "budgets": {t: list(v[k]) for t, v in points.items()},
-                "claims": [c.__dict__ for c in claims(paper, inputs)],
+                "claims": [c.__dict__ for c in judged_claims(paper, inputs)],
             }
         )
     return {"points": {t: [list(b) for b in v] for t, v in points.items()}, "curves": table, "verdicts": verdicts}
@@ -404,7 +417,7 @@ class Claim:
     """One of the paper's claims with the verdict the data supports."""
 
     claim: str
-    verdict: str  # "holds", "does not hold", "not enough data"
+    verdict: str  # "holds", "does not hold", "inconclusive" (the data allow either), "not enough data"
     evidence: str
 
     def line(self) -> str:
@@ -439,8 +452,49 @@ def teacher_shapes(inputs: Inputs) -> dict[str, dict]:
     return teachers
 
 
-def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
-    """The four claims of the paper, each with a verdict computed from the rows (or "not enough data")."""
+def judged_claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
+    """The four claims with verdicts that say how sure they are: each is judged again on every bootstrap resample of
+    the evaluation examples (seeds resampled too); HOLDS or DOES NOT HOLD needs 95 % of the resamples, anything
+    between is INCONCLUSIVE. Runs without per-example predictions leave a claim INCONCLUSIVE, with the point
+    estimates' verdict shown."""
+    lines = [ln for pr in inputs.profiles for ln in head_verdicts(pr)]
+    base = claims(rows, inputs, lines)
+    decided = [i for i, c in enumerate(base) if c.verdict in ("holds", "does not hold")]
+    if not decided:
+        return base
+    missing = [r for r in rows if r.get("_share_samples") is None]
+    if missing:
+        for i in decided:
+            c = base[i]
+            base[i] = Claim(
+                c.claim,
+                "inconclusive",
+                f"point estimates say {c.verdict.upper()} ({c.evidence}); {len(missing)} of {len(rows)} runs have no "
+                "per-example predictions, so how sure that is cannot be said",
+            )
+        return base
+    resamples = len(rows[0]["_share_samples"])
+    votes = [
+        claims([{**r, "share": float(r["_share_samples"][k])} for r in rows], inputs, lines) for k in range(resamples)
+    ]
+    for i in decided:
+        c = base[i]
+        support = float(np.mean([v[i].verdict == "holds" for v in votes]))
+        against = float(np.mean([v[i].verdict == "does not hold" for v in votes]))
+        verdict = verdict_from_support(support) if against < 0.95 else "does not hold"
+        base[i] = Claim(
+            c.claim,
+            verdict,
+            f"{c.evidence}; holds in {support:.0%} and fails in {against:.0%} of {resamples} bootstrap resamples of "
+            "the evaluation examples",
+        )
+    return base
+
+
+def claims(rows: list[dict], inputs: Inputs, lines=None) -> list[Claim]:
+    """The four claims of the paper, each with a verdict computed from the rows' point estimates ("holds", "does not
+    hold", "inconclusive" where the speed intervals decide nothing, or "not enough data"). `lines`: the head
+    verdicts of the profiles (computed here when not given)."""
     kinds = _by_kind(rows, teacher_shapes(inputs))
     out = []
 
@@ -475,7 +529,7 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
     # 2. fewer attention heads cost accuracy and bring no speed-up
     text = "fewer attention heads cost accuracy and bring no speed-up"
     heads = kinds.get("heads", [])
-    lines = [ln for pr in inputs.profiles for ln in head_verdicts(pr)]
+    lines = [ln for pr in inputs.profiles for ln in head_verdicts(pr)] if lines is None else lines
     if not heads or not lines:
         out.append(
             Claim(
@@ -488,17 +542,24 @@ def claims(rows: list[dict], inputs: Inputs) -> list[Claim]:
     else:
         share = float(np.mean([r["share"] for r in heads]))
         others = [r["share"] for k, rs in kinds.items() if k != "heads" for r in rs]
-        no_speed = all(ln.outcome != "speed-up" for ln in lines)
         costs = share < 1 and (not others or share <= float(np.mean(others)))
+        faster = [ln for ln in lines if ln.outcome == FASTER]
+        ruled_out = sum(excludes_speedup(ln.speedup) for ln in lines)
         pruned = [f"{ln.pruned} {ln.pruned_speedup}" for ln in lines if ln.pruned_speedup]
         kept = f"head students keep {share:.1%} of the teacher's score" + (
             f" (other students {np.mean(others):.1%})" if others else ""
         )
         speed = (
-            f"{sum(ln.outcome != 'speed-up' for ln in lines)} of {len(lines)} speed measurements show no "
-            "speed-up" + (f"; pruned heads would give {pruned[0]}" if pruned else "")
+            f"{len(faster)} of {len(lines)} speed measurements faster, {ruled_out} rule out a speed-up above "
+            f"{MEANINGFUL_SPEEDUP:.2f}x" + (f"; pruned heads would give {pruned[0]}" if pruned else "")
         )
-        out.append(Claim(text, "holds" if (no_speed and costs) else "does not hold", f"{kept}; {speed}"))
+        if not costs or faster:
+            verdict = "does not hold"
+        elif ruled_out == len(lines):
+            verdict = "holds"
+        else:
+            verdict = "inconclusive"  # no speed-up shown, but the intervals do not rule one out either
+        out.append(Claim(text, verdict, f"{kept}; {speed}"))
 
     # 3. tasks differ in sensitivity
     text = "tasks differ in sensitivity (paper: SST-2 and QQP resistant, RTE and CoLA sensitive)"
@@ -643,7 +704,14 @@ def _variant_order(variant: str) -> tuple[int, str]:
 
 def _score(r: dict) -> str:
     spread = f" ± {r['score_std']:.4f} (n={len(r['seeds'])})" if r.get("score_std") is not None else ""
-    return f"{r['score']:.4f}{spread}"
+    ci = r.get("score_ci")
+    return f"{r['score']:.4f}{spread}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def _share(r: dict) -> str:
+    """The share of the teacher's score with its 95 % paired-bootstrap interval, where per-example data exist."""
+    ci = r.get("share_ci")
+    return _fmt(r["share"], ".1%") + (f" [{ci[0]:.1%}, {ci[1]:.1%}]" if ci else "")
 
 
 def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preamble: str = "") -> str:
@@ -770,7 +838,7 @@ def markdown(doc: dict, claim_list: list[Claim], fronts: dict[str, set], preambl
             onnx = ", ".join(f"{k} {v:.3f}" for k, v in sorted(r["onnx_scores"].items())) or "-"
             front = "yes" if r["student"] in fronts.get(task, ()) else ""
             lines.append(
-                f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | {_fmt(r['share'], '.1%')} | "
+                f"| {r['student']} | {params} | {_score(r)} | {r['teacher_score']:.4f} | {_share(r)} | "
                 f"{_fmt(r['share_above_chance'], '.1%')} | {speed or '-'} | {onnx} | {front} |"
             )
         lines.append("")
@@ -807,13 +875,24 @@ def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None)
         if not pts:
             continue
         front = sorted((p for p in pts if p[0] in pareto(pts)), key=lambda p: p[1])
-        ax.scatter([p[1] for p in pts], [p[2] for p in pts], label=task)
+        ci = {r["student"]: r.get("share_ci") for r in rows if r["task"] == task}
+        errors = [
+            [max(0.0, p[2] - ci[p[0]][0]), max(0.0, ci[p[0]][1] - p[2])] if ci.get(p[0]) else [0.0, 0.0] for p in pts
+        ]
+        ax.errorbar(
+            [p[1] for p in pts],
+            [p[2] for p in pts],
+            yerr=np.array(errors).T,  # 95 % bootstrap intervals over the evaluation examples, where known
+            fmt="o",
+            capsize=2,
+            label=task,
+        )
         ax.plot([p[1] for p in front], [p[2] for p in front], linestyle="--", linewidth=1)
         for name, x, y in pts:
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("p50 latency (ms), fastest measured configuration")
     ax.set_ylabel("share of the teacher's score")
-    ax.set_title("Accuracy versus latency (dashed: Pareto frontier)")
+    ax.set_title("Accuracy versus latency (dashed: Pareto frontier; bars: 95 % intervals)")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -851,12 +930,12 @@ def write_report(
         fronts[task] = pareto(pts) if pts else set()
     # the claims are about the paper's recipe, on tasks where the teacher scored above zero (a share needs one)
     paper = [r for r in main if not r["recipe"] and r["share"] is not None]
-    claim_list = claims(paper, inputs)
+    claim_list = judged_claims(paper, inputs)
     doc = {
         "schema": SCHEMA,
-        "schema_version": 2,
-        "rows": rows,
-        "main": main,
+        "schema_version": 3,  # 3: score_ci and share_ci per row; verdicts may be "inconclusive"; budget section
+        "rows": _public(rows),
+        "main": _public(main),
         "macro": macro(main),
         "teacher": teacher_summary(main, inputs),
         "baselines": baselines or {},
@@ -905,6 +984,11 @@ def budget_markdown(budget: dict) -> list[str]:
         cells = {p["point"]: f"{_fmt(p['share'], '.1%')} ({p['score']:.4f})" for p in pts}
         lines.append(f"| {name} | " + " | ".join(cells.get(i, "-") for i in range(len(verdicts))) + " |")
     return [*lines, ""]
+
+
+def _public(rows: list[dict]) -> list[dict]:
+    """Rows without their bootstrap resamples (kept in memory only; report.json holds their intervals)."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
 
 
 def plot_budget(budget: dict, path: Path) -> None:

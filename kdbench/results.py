@@ -11,7 +11,8 @@ from kdbench.io import atomic_write_json, read_json
 from kdbench.stats import LatencyStats
 
 SCHEMA = "kdbench.profile"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each cell records the measuring block of every sample (version 1 files are still read)
+READABLE_VERSIONS = (1, 2)
 
 
 def teacher_of(student: str) -> str:
@@ -36,6 +37,7 @@ class Cell:
     warmup_runs: int = 0
     peak_memory_mb: float | None = None
     memory_kind: str = ""  # what peak_memory_mb measured: process_peak_rss or cuda_weights_plus_peak_activations
+    blocks: tuple[int, ...] = ()  # the measuring block of each sample (empty in version 1 files)
 
     @property
     def stats(self) -> LatencyStats:
@@ -74,6 +76,7 @@ class Cell:
             "sequences_per_s": self.sequences_per_s,
             "tokens_per_s": self.tokens_per_s,
             "samples_s": list(self.samples),
+            "blocks": list(self.blocks),
         }
 
     @classmethod
@@ -82,6 +85,11 @@ class Cell:
         samples = tuple(float(s) for s in d["samples_s"])
         if not samples:
             raise KdbenchError(f"cell {d.get('student')}/{d.get('backend')} has no samples")
+        blocks = tuple(int(b) for b in d.get("blocks") or ())
+        if blocks and len(blocks) != len(samples):
+            raise KdbenchError(
+                f"cell {d.get('student')}/{d.get('backend')} has {len(blocks)} block ids for {len(samples)} samples"
+            )
         return cls(
             d["student"],
             d["backend"],
@@ -95,6 +103,7 @@ class Cell:
             int(d.get("warmup_runs", 0)),
             d.get("peak_memory_mb"),
             d.get("memory_kind", ""),
+            blocks,
         )
 
 
@@ -127,9 +136,10 @@ class ProfileResult:
     def from_dict(cls, d: dict, source: str = "result") -> ProfileResult:
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise KdbenchError(f'{source} is not a kdbench profile result (no "schema": "{SCHEMA}")')
-        if d.get("schema_version") != SCHEMA_VERSION:
+        if d.get("schema_version") not in READABLE_VERSIONS:
             raise KdbenchError(
-                f"{source} has schema version {d.get('schema_version')!r}; this kdbench reads version {SCHEMA_VERSION}"
+                f"{source} has schema version {d.get('schema_version')!r}; this kdbench reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}"
             )
         try:
             cells = tuple(Cell.from_dict(c) for c in d["cells"])
@@ -166,6 +176,22 @@ class ProfileResult:
         name = teacher_of(cell.student)
         key = cell.grid_key()
         return self.cell(name, key) or self.cell(name, (key[0], key[1].split(":")[0], *key[2:]))
+
+    def speedup(self, cell: Cell, seed: int = 0):
+        """The cell's speed-up over its reference teacher cell (None without one), with its interval."""
+        from kdbench.stats import speedup_interval
+
+        ref = self.reference(cell)
+        if ref is None:
+            return None
+        return speedup_interval(
+            ref.samples, cell.samples, seed, baseline_blocks=ref.blocks or None, candidate_blocks=cell.blocks or None
+        )
+
+    @property
+    def smoke(self) -> bool:
+        """A smoke run (`kdbench profile --quick`): its tables are shown, its verdicts never."""
+        return bool(self.settings.get("smoke"))
 
     def grid_keys(self) -> list[tuple]:
         """Distinct (device, backend, dtype, batch, seq) points, in measuring order."""

@@ -3,6 +3,7 @@
 A run folder, as `kdbench distill`, `export` and `evaluate` fill it:
 
     config.json                   the recipe, written when training starts (schema kdbench.run)
+    predictions.json              per evaluation example: the label, the student's and the teacher's answer
     checkpoints/checkpoint-N/     Trainer checkpoints while it trains (removed once it has finished)
     student/                      the distilled student (save_pretrained)
     metrics.json                  written last by distill: its presence marks a finished run
@@ -72,6 +73,10 @@ class Run:
     @property
     def parity_file(self) -> Path:
         return self.onnx_dir / "parity.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.path / "predictions.json"
 
     def eval_file(self, backend: str, variant: str) -> Path:
         return self.path / "eval" / f"{backend}-{variant}.json"
@@ -182,6 +187,15 @@ class Run:
         """Every exported variant whose parity passed (all with `force`), each file checked against its hash."""
         return {v: self.variant_file(v, force) for v, e in self.parity().items() if e["passed"] or force}
 
+    def predictions(self) -> dict | None:
+        """Per-example answers of the student and the teacher on the evaluation split (None for older runs)."""
+        if not self.predictions_file.is_file():
+            return None
+        doc = read_json(self.predictions_file)
+        if not isinstance(doc, dict) or doc.get("schema") != "kdbench.predictions" or "splits" not in doc:
+            raise KdbenchError(f"{self.predictions_file} is not a kdbench predictions file")
+        return doc
+
     def evaluation(self, backend: str, variant: str) -> dict | None:
         path = self.eval_file(backend, variant)
         return read_json(path) if path.is_file() else None
@@ -217,6 +231,9 @@ class Run:
 
     def write_metrics(self, doc: dict) -> None:
         atomic_write_json(self.metrics_file, doc)
+
+    def write_predictions(self, doc: dict) -> None:
+        atomic_write_json(self.predictions_file, doc)
 
     def write_parity(self, doc: dict) -> None:
         atomic_write_json(self.parity_file, doc)

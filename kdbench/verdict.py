@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdbench.results import ProfileResult, teacher_of
-from kdbench.stats import Interval, speedup_interval
+from kdbench.stats import MIN_BLOCKS, MIN_SAMPLES, Interval
 
 MEANINGFUL_SPEEDUP = 1.05  # a speed-up counts only when its whole 95 % interval lies above this
 SAME_FLOPS = 0.98  # FLOPs ratios at or above this mean "the same work"
@@ -27,7 +27,7 @@ class HeadLine:
     pruned: str | None  # the matching pruned-head student, if profiled
     pruned_speedup: Interval | None
     pruned_flops_ratio: float | None
-    outcome: str  # "no speed-up", "slower" or "speed-up"
+    outcome: str  # "faster", "slower", "no difference shown" or "too few samples"
     reason: str
 
     def to_dict(self) -> dict:
@@ -51,13 +51,25 @@ class HeadLine:
         }
 
 
+FASTER, SLOWER, NO_DIFFERENCE, TOO_FEW = "faster", "slower", "no difference shown", "too few samples"
+
+
 def classify(speedup: Interval) -> str:
-    """'speed-up' when the interval clears MEANINGFUL_SPEEDUP, 'slower' when it lies below 1, else 'no speed-up'."""
+    """Three outcomes, and a refusal: 'faster' when the whole interval clears MEANINGFUL_SPEEDUP, 'slower' when it
+    lies below 1, 'no difference shown' otherwise (the data does not say "no"); 'too few samples' when the interval
+    rests on fewer calls or blocks of time than a verdict needs (stats.MIN_SAMPLES, stats.MIN_BLOCKS)."""
+    if not speedup.sufficient:
+        return TOO_FEW
     if speedup.low > MEANINGFUL_SPEEDUP:
-        return "speed-up"
+        return FASTER
     if speedup.high < 1.0:
-        return "slower"
-    return "no speed-up"
+        return SLOWER
+    return NO_DIFFERENCE
+
+
+def excludes_speedup(speedup: Interval) -> bool:
+    """Whether a meaningful speed-up is ruled out: the whole interval lies below MEANINGFUL_SPEEDUP."""
+    return speedup.sufficient and speedup.high < MEANINGFUL_SPEEDUP
 
 
 def _head_reduced(result: ProfileResult) -> list[str]:
@@ -126,11 +138,11 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
                 continue
             t_flops = result.students[teacher_of(name)]["flops_per_sequence"][seq]
             s = result.students[name]
-            speed = speedup_interval(base.samples, cell.samples, seed)
+            speed = result.speedup(cell, seed)
             flops = s["flops_per_sequence"][seq] / t_flops
             twin = _pruned_twin(result, name)
             twin_cell = result.cell(twin, key) if twin else None
-            twin_speed = speedup_interval(base.samples, twin_cell.samples, seed) if twin_cell else None
+            twin_speed = result.speedup(twin_cell, seed) if twin_cell else None
             twin_flops = result.students[twin]["flops_per_sequence"][seq] / t_flops if twin else None
             outcome = classify(speed)
             reason = _reason(
@@ -160,23 +172,38 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
     return lines
 
 
-def head_claim(lines: list[HeadLine]) -> str:
-    """The overall answer to "fewer attention heads bring no speed-up"."""
+def head_claim(lines: list[HeadLine], smoke: bool = False) -> str:
+    """The answer to "fewer attention heads bring no speed-up": HOLDS when every head-reduced measurement rules out
+    a meaningful speed-up, DOES NOT HOLD when one is faster, INCONCLUSIVE when the intervals allow either."""
+    if smoke:
+        return "no verdict from a smoke run (--quick): too few samples to say anything about speed"
     if not lines:
         return (
-            "not enough data: profile the teacher and at least one head-reduced student (e.g. --students 4AH,8AH) "
+            "NOT ENOUGH DATA: profile the teacher and at least one head-reduced student (e.g. --students 4AH,8AH) "
             "on the same grid"
         )
-    faster = sorted(
-        {
-            f"{ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]})"
-            for ln in lines
-            if ln.outcome == "speed-up"
-        }
-    )
+
+    def where(ln: HeadLine) -> str:
+        return (
+            f"{ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, {ln.grid_key[2]}, batch {ln.grid_key[3]}) {ln.speedup}"
+        )
+
+    faster = [where(ln) for ln in lines if ln.outcome == FASTER]
     if faster:
-        return "the head claim does not hold: faster than the teacher: " + "; ".join(faster)
+        return "DOES NOT HOLD: faster than the teacher: " + "; ".join(faster)
+    few = [ln for ln in lines if ln.outcome == TOO_FEW]
+    if few:
+        return (
+            f"INCONCLUSIVE: {len(few)} of {len(lines)} head-reduced measurements have too few samples for a verdict "
+            f"(a verdict needs {MIN_SAMPLES} calls over {MIN_BLOCKS} blocks of time): " + "; ".join(map(where, few))
+        )
+    open_ = [where(ln) for ln in lines if not excludes_speedup(ln.speedup)]
+    if open_:
+        return (
+            f"INCONCLUSIVE: no head-reduced student was shown faster, but {len(open_)} of {len(lines)} intervals "
+            f"still allow a speed-up above {MEANINGFUL_SPEEDUP:.2f}x: " + "; ".join(open_)
+        )
     return (
-        f"the head claim holds: none of the {len(lines)} head-reduced measurements is faster than the teacher "
+        f"HOLDS: all {len(lines)} head-reduced measurements rule out a speed-up above {MEANINGFUL_SPEEDUP:.2f}x "
         "(fewer, wider heads keep the projection FLOPs; only pruning heads shrinks them)"
     )

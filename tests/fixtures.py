@@ -30,6 +30,11 @@ def samples(median: float, n: int = 30, spread: float = 0.01, seed: int = 0) -> 
     return tuple(float(median * (1 + spread * v)) for v in rng.standard_normal(n))
 
 
+def blocks(n: int = 30, per_block: int = 5) -> tuple[int, ...]:
+    """Measuring block ids for n samples taken in blocks of `per_block` (as the interleaved loop records them)."""
+    return tuple(i // per_block for i in range(n))
+
+
 def make_result(latencies: dict[str, float], students: dict[str, dict] | None = None) -> ProfileResult:
     """A result with one grid point (cpu, torch, fp32, batch 1, seq 128) and the given median latencies."""
     students = students or {
@@ -38,7 +43,7 @@ def make_result(latencies: dict[str, float], students: dict[str, dict] | None = 
         "4AH_pruned": student("4AH_pruned", "pruned", 0.77, heads=4, pruned=True),
     }
     cells = tuple(
-        Cell(n, "torch", "cpu", "fp32", 1, 128, 2, "sdpa", samples(m, seed=i), 3, 100.0, "process_peak_rss")
+        Cell(n, "torch", "cpu", "fp32", 1, 128, 2, "sdpa", samples(m, seed=i), 3, 100.0, "process_peak_rss", blocks())
         for i, (n, m) in enumerate(latencies.items())
     )
     return ProfileResult({"cpu": "test"}, {"threads": 2}, TEACHER, students, cells)

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from fixtures import TEACHER, samples, student
+from fixtures import TEACHER, blocks, samples, student
 from typer.testing import CliRunner
 
 from kdbench.cli import app
@@ -30,11 +30,36 @@ LATENCY = {
 }
 
 
+def write_predictions(run, task, share, teacher_score, examples):
+    """Per-example answers whose accuracies are the teacher's score and `share` of it: the teacher is right on the
+    first examples, the student on fewer of the same ones (a paired comparison, as real runs are)."""
+    labels = [i % 2 for i in range(examples)]
+    right_t, right_s = round(teacher_score * examples), round(teacher_score * share * examples)
+    teacher = [y if i < right_t else 1 - y for i, y in enumerate(labels)]
+    student = [y if i < right_s else 1 - y for i, y in enumerate(labels)]
+    doc = {"schema": "kdbench.predictions", "task": task, "splits": {}}
+    doc["splits"]["validation"] = {"labels": labels, "student": student, "teacher": teacher}
+    (run / "predictions.json").write_text(json.dumps(doc))
+
+
 def write_run(
-    root, task, name, share, teacher_score=0.9, seed=42, train_samples=100, evals=None, parity=None, init="teacher"
+    root,
+    task,
+    name,
+    share,
+    teacher_score=0.9,
+    seed=42,
+    train_samples=100,
+    evals=None,
+    parity=None,
+    init="teacher",
+    examples=2000,
 ):
+    """A finished run's JSON; `examples` per-example predictions (0: none, as runs written before kdbench kept them)."""
     run = root / f"{task}-{name}-s{seed}-n{train_samples}-{init}"
     (run / "student").mkdir(parents=True)
+    if examples:
+        write_predictions(run, task, share, teacher_score, examples)
     shape = {**TEACHER, "name": name, **SHAPES[name]}
     for variant, score in (evals or {}).items():
         (run / "eval").mkdir(exist_ok=True)
@@ -69,14 +94,25 @@ def write_run(
 def write_profile(path, tasks, latency=LATENCY, grid_batch=1):
     students = {"teacher": student("teacher", "teacher"), "4AH": student("4AH", heads=4, head_dim=192)}
     cells = [
-        Cell(n, "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=i))
+        Cell(n, "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=i), blocks=blocks())
         for i, n in enumerate(("teacher", "4AH"))
     ]
     for t in tasks:
         for i, n in enumerate(("teacher", *SHAPES)):
             students[f"{t}/{n}"] = student(f"{t}/{n}", **SHAPES.get(n, {}))
             cells.append(
-                Cell(f"{t}/{n}", "torch", "cpu", "fp32", grid_batch, 128, 2, "sdpa", samples(latency[n], seed=10 + i))
+                Cell(
+                    f"{t}/{n}",
+                    "torch",
+                    "cpu",
+                    "fp32",
+                    grid_batch,
+                    128,
+                    2,
+                    "sdpa",
+                    samples(latency[n], seed=10 + i),
+                    blocks=blocks(),
+                )
             )
     ProfileResult(
         {"cpu": "x"},
@@ -249,9 +285,44 @@ def test_above_chance_is_the_share_of_the_teachers_margin_over_the_majority_clas
     write_run(tmp_path / "runs", "wnli", "3L", 0.5)  # a task whose teacher (0.9) is no better than chance (0.95)
     doc = write_report(inputs, tmp_path / "out", baselines={"rte": 0.6, "wnli": 0.95})
     assert doc["macro"]["3L"]["macro_share_above_chance"] == pytest.approx(0.1)  # over the tasks with a margin
-    assert "| 3L | 0.0 | 0.6300 | 0.9000 | 70.0% | 10.0% |" in (tmp_path / "out" / "REPORT.md").read_text()
+    md = (tmp_path / "out" / "REPORT.md").read_text().split("## rte")[1]
+    row = next(ln for ln in md.splitlines() if ln.startswith("| 3L | 0.0 |"))
+    assert "| 0.9000 | 70.0% [" in row and "] | 10.0% |" in row
     plain = write_report(inputs, tmp_path / "plain")
     assert plain["main"][0]["share_above_chance"] is None
     assert write_report(inputs, tmp_path / "flat", baselines={"rte": 0.95})["main"][0]["share_above_chance"] is None
     thin = write_report(inputs, tmp_path / "thin", baselines={"rte": 0.86})  # a 4-point margin is not measured
     assert thin["main"][0]["share_above_chance"] is None
+
+
+def test_claims_say_how_sure_they_are(tmp_path):
+    """The same point estimates give HOLDS with 2,000 evaluation examples per task, INCONCLUSIVE with 30 (the
+    resamples disagree), and INCONCLUSIVE, with the point-estimate verdict shown, when runs have no predictions."""
+    many = verdicts(write_report(make_inputs(tmp_path / "many", PAPER_LIKE), tmp_path / "many" / "out"))
+    assert many["layer reduction"] == "holds"
+    few_root = tmp_path / "few"
+    for task, by_student in PAPER_LIKE.items():
+        for name, share in by_student.items():
+            write_run(few_root / "runs", task, name, share, examples=30)
+    write_profile(few_root / "profile.json", list(PAPER_LIKE))
+    few = write_report([few_root / "runs", few_root / "profile.json"], few_root / "out")
+    layer = next(c for c in few["claims"] if c["claim"].startswith("layer reduction"))
+    assert layer["verdict"] == "inconclusive" and "bootstrap resamples" in layer["evidence"]
+    none_root = tmp_path / "none"
+    for task, by_student in PAPER_LIKE.items():
+        for name, share in by_student.items():
+            write_run(none_root / "runs", task, name, share, examples=0)
+    write_profile(none_root / "profile.json", list(PAPER_LIKE))
+    blind = write_report([none_root / "runs", none_root / "profile.json"], none_root / "out")
+    layer = next(c for c in blind["claims"] if c["claim"].startswith("layer reduction"))
+    assert layer["verdict"] == "inconclusive" and "point estimates say HOLDS" in layer["evidence"]
+    assert "have no per-example predictions" in layer["evidence"]
+
+
+def test_scores_and_shares_carry_paired_bootstrap_intervals(tmp_path):
+    doc = write_report(make_inputs(tmp_path, PAPER_LIKE), tmp_path / "out")
+    row = next(r for r in doc["main"] if r["task"] == "rte" and r["student"] == "4AH")
+    low, high = row["share_ci"]
+    assert low < 0.70 < high and high - low < 0.1  # 2,000 paired examples: a few points wide
+    assert row["score_ci"][0] < row["score"] < row["score_ci"][1]
+    assert "[" in (tmp_path / "out" / "REPORT.md").read_text().split("## rte")[1]
