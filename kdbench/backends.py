@@ -201,13 +201,13 @@ def export_onnx(model, dest: Path, opset: int = DEFAULT_OPSET) -> Path:
 
 def open_onnxruntime(model, device: str, dtype: str, threads: int, onnx_path: Path | None = None, **_) -> OrtSession:
     """Create an InferenceSession on the CPU or CUDA execution provider, exporting `model` first if needed."""
-    import onnxruntime as ort
-
     if dtype != "fp32":
         raise KdbenchError(f"the onnxruntime backend profiles fp32 models only, not {dtype}")
-    provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
-    if provider not in ort.get_available_providers():
-        raise KdbenchError(f"onnxruntime has no {provider} here; install kdbench[cuda] (onnxruntime-gpu) for CUDA")
+    from kdbench import ort as ort_check
+
+    provider = ort_check.check(device)  # one build installed, with this device's provider
+    import onnxruntime as ort
+
     assert onnx_path is not None, "the profiler passes the ONNX path"
     if not onnx_path.is_file():
         export_onnx(model, onnx_path)

@@ -194,8 +194,9 @@ def profile(
     min_blocks: Annotated[
         int | None,
         typer.Option(
-            help="Separate measuring blocks (about 0.25 s each, interleaved with the other models) the timed calls of a "
-            f"cell must span; the speed-up interval is computed from block medians. Default: {DEFAULTS['min_blocks']}."
+            help="Separate measuring blocks (about 0.25 s each, interleaved with the other models) the timed calls "
+            "of a cell must span; the speed-up interval is computed from block medians. "
+            f"Default: {DEFAULTS['min_blocks']}."
         ),
     ] = None,
     min_time: Annotated[
@@ -754,6 +755,52 @@ def study(
     if left and deadline is not None and time.time() >= deadline:
         console.print(f"stopped at the time limit with {left} cell(s) left; rerun the same command to continue")
     console.print((s.output_dir / "REPORT.md").read_text() if (s.output_dir / "REPORT.md").is_file() else "")
+
+
+@app.command(name="env")
+@user_errors
+def env_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the environment block as JSON.")] = False,
+) -> None:
+    """What a bug report needs: Python, CPU and its ISA features, torch (CUDA, cuDNN, CPU kernels), GPU and driver,
+    ONNX Runtime's installed build(s) and providers, library versions and the git commit - the block every result
+    file embeds. Warns when two ONNX Runtime builds are installed or none."""
+    import json
+
+    from kdbench import env, ort
+
+    doc = env.collect()
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        gpu = doc["gpu"]
+        rows = [
+            ("python", f"{doc['python']} on {doc['platform']}"),
+            ("cpu", f"{doc['cpu']}, {doc['cores']} cores"),
+            ("cpu features", ", ".join(doc["cpu_features"]) or "none of the listed ones"),
+            (
+                "torch",
+                f"{doc['versions'].get('torch')} (CUDA {doc['torch_build'].get('cuda')}, cuDNN "
+                f"{doc['torch_build'].get('cudnn')}, CPU kernels {doc['torch_build'].get('cpu_capability')})",
+            ),
+            (
+                "gpu",
+                f"{gpu.get('name')} (driver {gpu.get('driver')}, {gpu.get('memory_gib')} GiB)"
+                if gpu["available"]
+                else "none visible to torch",
+            ),
+            ("onnxruntime", ", ".join(f"{k} {v}" for k, v in doc["onnxruntime"]["distributions"].items()) or "none"),
+            ("ort providers", ", ".join(doc["onnxruntime"]["providers"]) or "-"),
+            ("libraries", ", ".join(f"{k} {v}" for k, v in doc["versions"].items())),
+            ("kdbench", f"{doc['kdbench']} (commit {doc['git_commit']})"),
+        ]
+        for key, value in rows:
+            console.print(f"{key:>14}: {value}", highlight=False, soft_wrap=True)
+    if len(ort.installed()) != 1:
+        try:
+            ort.check("cpu")
+        except KdbenchError as exc:
+            err_console.print(f"warning: {exc}", markup=False, soft_wrap=True)
 
 
 def parse_duration(option: str, text: str) -> float:

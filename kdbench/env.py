@@ -77,16 +77,70 @@ def _gpu() -> dict:
     return info
 
 
+CPU_FEATURES = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "avx_vnni",
+    "asimd",
+    "sve",
+)  # what decides whether bf16 and int8 are fast on this CPU (x86 flags, and Arm's)
+
+
+def cpu_features() -> list[str]:
+    """The instruction-set features above that this CPU reports (Linux /proc/cpuinfo flags)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags |= set(line.split(":", 1)[1].split())
+    return [f for f in CPU_FEATURES if f in flags]
+
+
+def _torch_build() -> dict:
+    try:
+        import torch
+    except ImportError:
+        return {}
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {"cuda": torch.version.cuda, "cudnn": cudnn, "cpu_capability": _cpu_capability(torch)}
+
+
+def _cpu_capability(torch) -> str | None:
+    try:
+        return torch.backends.cpu.get_cpu_capability()  # e.g. AVX512, AVX2: the kernels torch dispatches to
+    except AttributeError:
+        return None
+
+
+def _onnxruntime() -> dict:
+    from kdbench import ort
+
+    return ort.describe()
+
+
 def collect(threads: int | None = None) -> dict:
     """A JSON-ready description of where and with what a measurement ran."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "cpu_features": cpu_features(),
         "cores": os.cpu_count(),
         "threads": threads,
         "gpu": _gpu(),
         "versions": {name: v for name in LIBRARIES if (v := _version(name))},
+        "torch_build": _torch_build(),
+        "onnxruntime": _onnxruntime(),
         "kdbench": _version("kdbench"),
         "git_commit": _git_commit(),
     }

@@ -195,11 +195,13 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
     """
     from transformers import AutoTokenizer
 
+    from kdbench import ort
     from kdbench.modeling import load_trained
 
     run = Run(cfg.run_dir)
     info = run_info(run.path)
     _check_exporter()
+    ort.check("cpu")  # parity is checked on ONNX Runtime's CPU provider
     run.parity()  # a broken parity.json fails here, before anything is written
     tokenizer = AutoTokenizer.from_pretrained(run.student_dir)
     model = load_trained(run.student_dir)
@@ -287,6 +289,10 @@ def evaluate_run(
         raise ConfigError("max_eval_samples", f"must be positive, got {max_eval_samples}")
     run = Run(run_dir)
     info = run_info(run.path)
+    if backend == "onnxruntime":
+        from kdbench import ort
+
+        ort.check("cpu")
     path = run.variant_file(variant, force) if backend == "onnxruntime" else None
     reference = run.variant_file("fp32", force) if variant in QUANTIZE else None
     model = load_trained(run.student_dir) if backend == "torch" else None  # a corrupt student fails before any work

@@ -219,6 +219,10 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...], force:
 
 def plan(cfg: ProfileConfig) -> Plan:
     """Load the teacher's config and resolve the chosen students against it (all errors before any timing)."""
+    if "onnxruntime" in cfg.backends and cfg.dtype == "fp32":
+        from kdbench import ort
+
+        ort.check(cfg.device)
     teacher_config = load_teacher_config(cfg.teacher)
     t = teacher_shape(teacher_config, cfg.teacher)
     specs = select(load_zoo(cfg.students_dir), cfg.students)

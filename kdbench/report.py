@@ -19,7 +19,7 @@ from kdbench.results import SCHEMA as PROFILE_SCHEMA
 from kdbench.results import ProfileResult
 from kdbench.run import Run
 from kdbench.uncertainty import combine_seeds, interval, verdict_from_support
-from kdbench.verdict import FASTER, MEANINGFUL_SPEEDUP, excludes_speedup, head_verdicts
+from kdbench.verdict import FASTER, MEANINGFUL_SPEEDUP, TOO_FEW, excludes_speedup, head_verdicts
 
 SCHEMA = "kdbench.report"
 KINDS = ("layers", "heads", "hidden", "combined", "pruned")
@@ -549,9 +549,12 @@ def claims(rows: list[dict], inputs: Inputs, lines=None) -> list[Claim]:
         kept = f"head students keep {share:.1%} of the teacher's score" + (
             f" (other students {np.mean(others):.1%})" if others else ""
         )
+        few = sum(ln.outcome == TOO_FEW for ln in lines)
         speed = (
             f"{len(faster)} of {len(lines)} speed measurements faster, {ruled_out} rule out a speed-up above "
-            f"{MEANINGFUL_SPEEDUP:.2f}x" + (f"; pruned heads would give {pruned[0]}" if pruned else "")
+            f"{MEANINGFUL_SPEEDUP:.2f}x"
+            + (f", {few} lack the calls or blocks of time a verdict needs" if few else "")
+            + (f"; pruned heads would give {pruned[0]}" if pruned else "")
         )
         if not costs or faster:
             verdict = "does not hold"
