@@ -1,7 +1,8 @@
-"""Inference backends: PyTorch eager and ONNX Runtime. Each turns a built model into something the profiler can call.
+"""Inference backends behind one small interface: PyTorch eager, torch.compile, and ONNX Runtime (fp32, O2, int8).
 
-A backend session exposes `run(inputs)`, `synchronize()` and memory figures; it knows nothing about clocks
-(see kdbench.clock). Heavy libraries are imported when a session is created.
+A Backend says which precisions it runs and opens Sessions; a Session exposes `prepare`, `run`, `synchronize` and
+`memory` and knows nothing about clocks (see kdbench.clock). The profiler never asks which backend it holds. Heavy
+libraries are imported when a session is created.
 """
 
 from __future__ import annotations
@@ -9,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import resource
 import shutil
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,20 +29,94 @@ def cache_root() -> Path:
     return Path(os.environ.get("KDBENCH_CACHE", Path.home() / ".cache" / "kdbench"))
 
 
-def _process_peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux: the process high-water mark, not this cell's alone
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def _rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux; 0 where /proc is missing)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# ------------------------------------------------------------------------------------------------ what is timed
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model the profiler times: a zoo shape (random weights) or a trained run's student or teacher."""
+
+    name: str
+    shape: object  # StudentShape
+    model_type: str
+    variants: dict = field(default_factory=dict)  # a trained run's parity-checked ONNX files by variant
+
+
+class Session(Protocol):
+    """One model, ready to be timed: the profiler calls prepare once per grid point, then run and synchronize."""
+
+    engine: str  # what runs it: the attention implementation, "inductor", or "ort:<provider>"
+
+    def prepare(self, arrays: dict[str, np.ndarray]) -> object: ...
+
+    def run(self, inputs: object) -> None: ...
+
+    def synchronize(self) -> None: ...
+
+    def memory(self, inputs: object) -> tuple[float | None, str]:
+        """(MiB, how it was measured) for this model at this grid point."""
+        ...
+
+
+class Backend(Protocol):
+    """An inference engine: which precisions it runs, and sessions for a model (one per variant label)."""
+
+    name: str
+
+    def check(self, device: str, dtype: str) -> None:
+        """Fail in one line when this machine cannot run `dtype` on `device` with this engine."""
+        ...
+
+    def skips(self, dtype: str) -> str | None:
+        """Why this engine has no `dtype` cells by design (None: it has)."""
+        ...
+
+    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]: ...
+
+
+# --------------------------------------------------------------------------------------------------- PyTorch
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# the CPU features that make a precision native on the CPU (without them PyTorch emulates it, many times slower)
+CPU_DTYPE_FEATURES = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
+
+
+def cpu_dtype_problem(dtype: str, features: list[str] | None = None) -> str | None:
+    """Why `dtype` would be emulated on this CPU (None when it is native, or fp32)."""
+    from kdbench import env
+
+    needed = CPU_DTYPE_FEATURES.get(dtype)
+    if not needed:
+        return None
+    have = env.cpu_features() if features is None else features
+    if any(f in have for f in needed):
+        return None
+    return (
+        f"{dtype} on this CPU ({env.cpu_model()}) would be emulated, many times slower than fp32: it lacks "
+        f"{' and '.join(f.upper().replace('_', '-') for f in needed)} (it has: {', '.join(have) or 'none of those'}); "
+        "time fp32 and ONNX Runtime int8 here, or bf16 on a CPU with AMX or AVX512-BF16"
+    )
 
 
 @dataclass
 class TorchSession:
-    """PyTorch eager inference under `torch.inference_mode`."""
+    """PyTorch inference under `torch.inference_mode` (eager, or compiled when `engine` says so)."""
 
     model: object
     device: str
     dtype: str
-    attn_impl: str
+    engine: str
     name: str = "torch"
+
+    @property
+    def attn_impl(self) -> str:  # the name results used before engines existed
+        return self.engine
 
     def prepare(self, arrays: dict[str, np.ndarray]) -> dict:
         import torch
@@ -63,38 +137,122 @@ class TorchSession:
 
             torch.cuda.synchronize()
 
-    _baseline: int = 0
-
-    def reset_peak_memory(self) -> None:
+    def memory(self, inputs: dict) -> tuple[float | None, str]:
+        """This model's weights (parameters and buffers) plus the peak its own call allocates on top: on CUDA from
+        the allocator's peak statistics, on CPU from the allocations and frees the PyTorch profiler records."""
+        weights = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
         if self.device == "cuda":
             import torch
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-            self._baseline = torch.cuda.memory_allocated()
-
-    def peak_memory(self) -> tuple[float, str]:
-        """(MiB, what was measured). On CUDA: this model's weights plus the peak its calls allocated on top of what
-        was resident before (other models stay resident while the grid is measured)."""
-        if self.device == "cuda":
-            import torch
-
-            weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
-            extra = torch.cuda.max_memory_allocated() - self._baseline
-            return (weights + extra) / 2**20, "cuda_weights_plus_peak_activations"
-        return _process_peak_rss_mb(), "process_peak_rss"
+            before = torch.cuda.memory_allocated()
+            self.run(inputs)
+            torch.cuda.synchronize()
+            return (weights + torch.cuda.max_memory_allocated() - before) / 2**20, "weights+peak (cuda allocator)"
+        return (weights + _cpu_activation_peak(lambda: self.run(inputs))) / 2**20, "weights+peak (torch profiler)"
 
 
-def open_torch(model, device: str, dtype: str, threads: int, **_) -> TorchSession:
-    """Move the model to the device and dtype; set the intra-op thread count."""
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Silence file descriptor 2 (the profiler's C++ side prints start/stop lines there, past Python's sys.stderr)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_activation_peak(call) -> int:
+    """Peak bytes a CPU call allocates beyond what it started with: the profiler's allocations (at each operator's
+    start) and frees (its [memory] events), summed in time order."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = list(prof.events())
+    timeline = [
+        (e.time_range.start, e.self_cpu_memory_usage)
+        for e in events
+        if e.name != "[memory]" and e.self_cpu_memory_usage > 0
+    ]
+    timeline += [(e.time_range.start, e.cpu_memory_usage) for e in events if e.name == "[memory]"]
+    running = peak = 0
+    for _, delta in sorted(timeline, key=lambda x: x[0]):
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _placed(model, device: str, dtype: str):
+    """The model on `device` in `dtype`; a copy when that changes it (the fp32 CPU original serves other engines)."""
+    import copy
+
     import torch
 
-    from kdbench.modeling import attention_implementation
+    torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
+    if device == "cpu" and dtype == "fp32":
+        return model.eval()
+    return copy.deepcopy(model).to(device=device, dtype=torch_dtype).eval()
 
-    torch.set_num_threads(threads)
-    torch_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
-    model = model.to(device=device, dtype=torch_dtype).eval()
-    return TorchSession(model, device, dtype, attention_implementation(model))
+
+class TorchBackend:
+    """PyTorch eager: the reference every speed-up is measured against."""
+
+    name = "torch"
+
+    def check(self, device: str, dtype: str) -> None:
+        if device == "cpu" and (problem := cpu_dtype_problem(dtype)):
+            raise KdbenchError(problem)
+
+    def skips(self, dtype: str) -> str | None:
+        return None
+
+    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+        import torch
+
+        from kdbench.modeling import attention_implementation
+
+        torch.set_num_threads(threads)
+        placed = _placed(model, device, dtype)
+        return {self.name: TorchSession(placed, device, dtype, attention_implementation(placed))}
+
+
+class CompiledBackend(TorchBackend):
+    """torch.compile (inductor); on CUDA with mode="reduce-overhead", i.e. CUDA graphs, which remove the launch
+    overhead that dominates small batches. The first calls compile; they are part of the warm-up."""
+
+    name = "torch-compile"
+
+    def check(self, device: str, dtype: str) -> None:
+        super().check(device, dtype)
+        if device == "cpu" and not (shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")):
+            raise KdbenchError(
+                "torch-compile on the CPU needs a C++ compiler (inductor builds its kernels); none found"
+            )
+
+    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+        import torch
+
+        from kdbench.modeling import attention_implementation
+
+        torch.set_num_threads(threads)
+        placed = _placed(model, device, dtype)
+        mode = "reduce-overhead" if device == "cuda" else None
+        progress(f"compiling {entry.name}", 0)
+        compiled = torch.compile(placed, mode=mode, dynamic=False)
+        engine = f"inductor{'+cudagraphs' if mode else ''}:{attention_implementation(placed)}"
+        return {self.name: TorchSession(compiled, device, dtype, engine, self.name)}
+
+
+# ---------------------------------------------------------------------------------------------- ONNX Runtime
+ORT_VARIANTS = ("fp32", "O2", "int8")  # the exported graph, ORT's transformer optimisations, dynamic int8
 
 
 @dataclass
@@ -107,11 +265,14 @@ class OrtSession:
     dtype: str
     onnx_path: Path
     provider: str
+    open_mb: float = 0.0  # resident memory the session took when it was created
     name: str = "onnxruntime"
 
     @property
-    def attn_impl(self) -> str:
+    def engine(self) -> str:
         return f"ort:{self.provider}"
+
+    attn_impl = engine
 
     def prepare(self, arrays: dict[str, np.ndarray]) -> dict:
         wanted = [i.name for i in self.session.get_inputs()]
@@ -124,11 +285,98 @@ class OrtSession:
     def synchronize(self) -> None:
         """Nothing to wait for: `InferenceSession.run` returns only when the outputs are on the host."""
 
-    def reset_peak_memory(self) -> None:
-        pass
+    def memory(self, inputs: dict) -> tuple[float | None, str]:
+        return self.open_mb, "rss growth at session creation (weights and arena; activations not counted)"
 
-    def peak_memory(self) -> tuple[float, str]:
-        return _process_peak_rss_mb(), "process_peak_rss"
+
+def ort_session(path: Path, device: str, threads: int, dtype: str = "fp32") -> OrtSession:
+    """An InferenceSession as a deployment would open one: ORT's own defaults (graph optimisations, intra-op thread
+    spinning while a call runs), `threads` intra-op threads, and spinning stopped when a call returns - kdbench keeps
+    several sessions open to interleave them, and an idle session's spinning threads would steal the cores of the
+    one being timed."""
+    from kdbench import ort as ort_check
+
+    provider = ort_check.check(device)  # one build installed, with this device's provider
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    before = _rss_mb()
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise KdbenchError(f"onnxruntime cannot load {path}: {str(exc).splitlines()[0]}") from None
+    return OrtSession(session, device, dtype, path, provider, max(0.0, _rss_mb() - before))
+
+
+class OrtBackend:
+    """ONNX Runtime on one variant of the exported graph. A zoo model is exported once (and its O2 and int8 variants
+    derived once) into the cache; a trained run brings its own parity-checked files."""
+
+    def __init__(self, variant: str = "fp32") -> None:
+        self.variant = variant
+        self.name = "onnxruntime" if variant == "fp32" else f"onnxruntime:{variant}"
+
+    def check(self, device: str, dtype: str) -> None:
+        from kdbench import ort
+
+        ort.check(device)
+
+    def skips(self, dtype: str) -> str | None:
+        if dtype != "fp32":
+            return f"ONNX Runtime's variants carry their own precision ({', '.join(ORT_VARIANTS)}); no {dtype} graph"
+        return None
+
+    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+        if entry.variants:  # a trained run: its own checked files; plain `onnxruntime` times every one of them
+            wanted = entry.variants if self.variant == "fp32" else {}
+            if self.variant in entry.variants:
+                wanted = {**wanted, self.variant: entry.variants[self.variant]}
+            files = {("onnxruntime" if v == "fp32" else f"onnxruntime:{v}"): p for v, p in wanted.items()}
+        else:
+            files = {self.name: zoo_variant(entry, model, self.variant, progress)}
+        return {label: ort_session(path, device, threads) for label, path in files.items()}
+
+
+def zoo_variant(entry: ModelEntry, model, variant: str, progress) -> Path:
+    """The cached ONNX file of a zoo model's variant: exported (fp32) or derived from the fp32 export, once."""
+    from kdbench.export import onnx_export, onnx_optimize, onnx_quantize
+
+    fp32 = onnx_cache_path(entry.model_type, entry.shape.key(), config_digest(model.config))
+    if not fp32.is_file():
+        progress(f"exporting {entry.name} to ONNX", 0)
+        _cached(fp32, lambda dest: onnx_export(model, dest, DEFAULT_OPSET))
+    if variant == "fp32":
+        return fp32
+    path = fp32.parent.with_name(f"{fp32.parent.name}-{variant}") / "model.onnx"
+    if not path.is_file():
+        progress(f"making the {variant} variant of {entry.name}", 0)
+        if variant == "int8":
+            _cached(path, lambda dest: onnx_quantize(fp32.parent, dest))
+        else:
+            _cached(path, lambda dest: onnx_optimize(fp32.parent, variant, dest))
+    return path
+
+
+def _cached(path: Path, make) -> None:
+    """Make a cache entry (a folder holding model.onnx) once, even with several processes asking at once."""
+    from kdbench.run import exclusive, remove_stale_temp
+
+    folder = path.parent
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp(folder.parent)  # what killed exports left behind
+    with exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True):
+        if not path.is_file():
+            make(folder)
+
+
+BACKENDS: dict[str, Backend] = {
+    "torch": TorchBackend(),
+    "torch-compile": CompiledBackend(),
+    **{b.name: b for b in (OrtBackend(v) for v in ORT_VARIANTS)},
+}
 
 
 def config_digest(config) -> str:
@@ -166,76 +414,6 @@ def _quiet_export():
         hf_logging.set_verbosity(hf_level)
 
 
-def export_onnx(model, dest: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Export a sequence-classification model with optimum (dynamic batch and sequence axes) into `dest`'s folder.
-
-    Exports into a temporary folder first and renames it, so a killed export never leaves a half-written cache.
-    """
-    try:
-        from optimum.exporters.onnx import onnx_export_from_model
-    except ImportError:
-        raise KdbenchError(
-            "the onnxruntime backend exports with optimum: pip install 'optimum-onnx>=0.1,<0.2'"
-        ) from None
-    from kdbench.run import TMP_PREFIX, exclusive, remove_stale_temp
-
-    folder = dest.parent
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp(folder.parent)  # what killed exports left behind
-    with exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True):
-        if dest.is_file():  # another process exported it while this one waited
-            return dest
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{folder.name}-", dir=folder.parent))
-        try:
-            with _quiet_export():
-                onnx_export_from_model(
-                    model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
-                )
-            if folder.exists():
-                shutil.rmtree(folder)
-            tmp.rename(folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
-
-
-def open_onnxruntime(model, device: str, dtype: str, threads: int, onnx_path: Path | None = None, **_) -> OrtSession:
-    """Create an InferenceSession on the CPU or CUDA execution provider, exporting `model` first if needed."""
-    if dtype != "fp32":
-        raise KdbenchError(f"the onnxruntime backend profiles fp32 models only, not {dtype}")
-    from kdbench import ort as ort_check
-
-    provider = ort_check.check(device)  # one build installed, with this device's provider
-    import onnxruntime as ort
-
-    assert onnx_path is not None, "the profiler passes the ONNX path"
-    if not onnx_path.is_file():
-        export_onnx(model, onnx_path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    # Idle intra-op threads must not spin: kdbench keeps one session per model open, and spinning pools of idle
-    # sessions steal the cores from the one being timed.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=[provider])
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
-        raise KdbenchError(f"onnxruntime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from None
-    return OrtSession(session, device, dtype, onnx_path, provider)
-
-
-BACKENDS = {"torch": open_torch, "onnxruntime": open_onnxruntime}
-
-
-def check_backend(name: str) -> str:
-    """Validate a backend name (with a 'did you mean')."""
-    lookup("backend", name, BACKENDS)
-    return name
-
-
-def open_session(backend: str, model, device: str, dtype: str, threads: int, onnx_path: Path | None = None):
-    """Open a session of the named backend."""
-    return lookup("backend", backend, BACKENDS)(model, device=device, dtype=dtype, threads=threads, onnx_path=onnx_path)
+def check_backend(name: str) -> Backend:
+    """A backend by name (with a 'did you mean')."""
+    return lookup("backend", name, BACKENDS)

@@ -5,8 +5,7 @@ Achieved TFLOP/s of a profile cell is only meaningful next to what this card rea
 
 from __future__ import annotations
 
-from kdbench.clock import check_device, clock_for
-from kdbench.profile import measure
+from kdbench.clock import check_device, clock_for, measure
 
 
 def measure_ceilings(matmul_n: int = 8192, copy_mib: int = 1024, min_time_s: float = 1.0) -> dict:

@@ -171,9 +171,23 @@ def profile(
         ),
     ] = None,
     students_dir: StudentsDirOpt = None,
-    backends: Annotated[str | None, typer.Option(help="Comma-separated: torch, onnxruntime. Default: both.")] = None,
+    backends: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated engines: torch (eager), torch-compile (inductor; CUDA graphs on cuda), onnxruntime "
+            "(fp32), onnxruntime:O2 (ORT's transformer optimisations), onnxruntime:int8 (dynamic quantisation). "
+            f"Default: {DEFAULTS['backends']}."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="fp32, or fp16/bf16 on cuda (torch backend).")] = "fp32",
+    dtypes: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated precisions for the PyTorch engines: fp32, bf16, fp16 (bf16/fp16 on a CPU need AMX or "
+            "AVX512-BF16/FP16; refused in one line otherwise; `kdbench env` lists the CPU's features). Default: fp32."
+        ),
+    ] = None,
+    dtype: Annotated[str | None, typer.Option(help="One precision; the same as --dtypes with one value.")] = None,
     batch_sizes: Annotated[
         str | None, typer.Option(help=f"Comma-separated batch sizes. Default: {DEFAULTS['batch_sizes']}.")
     ] = None,
@@ -231,6 +245,15 @@ def profile(
     force: Annotated[
         bool, typer.Option("--force", help="With --runs: also time ONNX variants whose parity check failed.")
     ] = False,
+    breakdown: Annotated[
+        bool,
+        typer.Option(
+            "--breakdown",
+            help="Also attribute each model's eager PyTorch time (first batch size and length) to Q/K/V projections, "
+            "attention products, output projection, feed-forward and the rest, beside each group's FLOPs: why "
+            "fewer, wider heads save nothing and pruned heads save the projections.",
+        ),
+    ] = False,
 ) -> None:
     """Time the teacher and its students on each backend x device x batch size x sequence length.
 
@@ -243,7 +266,7 @@ def profile(
     from kdbench.clock import check_device
     from kdbench.io import check_writable
     from kdbench.profile import QUICK, ProfileConfig, plan, run_profile
-    from kdbench.render import head_table, print_all, profile_tables
+    from kdbench.render import breakdown_tables, head_table, print_all, profile_tables
     from kdbench.verdict import head_claim, head_verdicts
 
     if runs and select is None:
@@ -251,6 +274,7 @@ def profile(
     given = dict(
         students=select,
         backends=_names(backends),
+        dtypes=_names(dtypes),
         batch_sizes=_ints("--batch-sizes", batch_sizes),
         seq_lens=_ints("--seq-lens", seq_lens),
         threads=threads,
@@ -271,6 +295,7 @@ def profile(
         output=output,
         runs=tuple(runs or ()),
         force=force,
+        breakdown=breakdown,
         **settings,
     )
     check_writable(cfg.output)
@@ -289,7 +314,12 @@ def profile(
         result = run_profile(cfg, lambda desc, advance: bar.update(task, description=desc, advance=advance), resolved=p)
     result.save(cfg.output)
     lines = [] if result.smoke else head_verdicts(result, cfg.seed)
-    print_all(console, *profile_tables(result, cfg.seed), *([head_table(lines)] if lines else []))
+    print_all(
+        console,
+        *profile_tables(result, cfg.seed),
+        *([head_table(lines)] if lines else []),
+        *breakdown_tables(result),
+    )
     for ln in lines:
         console.print(
             f"  {ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, batch {ln.grid_key[3]}): "
@@ -605,7 +635,13 @@ def export(
 def evaluate(
     run_dir: RunDirArg,
     backend: Annotated[str, typer.Option(help="torch or onnxruntime.")] = "onnxruntime",
-    variant: Annotated[str, typer.Option(help="ONNX variant: fp32, O1, O2, O3 or int8.")] = "fp32",
+    variant: Annotated[
+        str,
+        typer.Option(
+            help="onnxruntime: the exported variant (fp32, O1, O2, O3, int8); torch: the precision the student runs "
+            "in (fp32, bf16, fp16), so its score at the deployed precision sits beside fp32's."
+        ),
+    ] = "fp32",
     force: Annotated[bool, typer.Option("--force", help="Use a variant whose parity check failed.")] = False,
     max_eval_samples: MaxEvalOpt = None,
 ) -> None:
@@ -619,7 +655,10 @@ def evaluate(
             highlight=False,
         )
     if "loss_vs_fp32" in doc:
-        console.print(f"{variant} loses {doc['loss_vs_fp32'] * 100:+.2f} points of {doc['metric']} against fp32")
+        console.print(
+            f"{variant} loses {doc['loss_vs_fp32'] * 100:+.2f} points of {doc['metric']} against fp32 on {backend}",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -80,3 +81,87 @@ def check_device(device: str) -> None:
 def clock_for(device: str) -> Clock:
     """The right clock for a device ('cpu' or 'cuda')."""
     return CudaClock() if device == "cuda" else CpuClock()
+
+
+# ------------------------------------------------------------------------------------------ the measuring loop
+@dataclass
+class Target:
+    """One model's call at one grid point, as the interleaved measuring loop sees it."""
+
+    name: str
+    call: Callable[[], object]
+    synchronize: Callable[[], None]
+    samples: list[float] = field(default_factory=list)
+    blocks: list[int] = field(default_factory=list)  # the measuring block of each sample
+    spent: float = 0.0  # seconds of timed calls so far
+    min_blocks: int = 1  # blocks of time the samples must span (the unit of noise an interval needs)
+
+    def done(self, min_runs: int, min_time_s: float, max_time_s: float) -> bool:
+        n = len(self.samples)
+        spread = len(set(self.blocks)) >= self.min_blocks
+        return (n >= min_runs and self.spent >= min_time_s and spread) or (n >= 2 and self.spent >= max_time_s)
+
+
+def measure_interleaved(
+    targets: list[Target],
+    clock: Clock,
+    min_runs: int,
+    min_time_s: float,
+    max_time_s: float,
+    block_s: float = 0.25,
+    on_block: Callable[[Target], None] | None = None,
+) -> None:
+    """Time several models at the same grid point in alternating blocks (fills each target's `samples`).
+
+    A shared machine drifts (other tenants, thermal state); measuring the teacher and its students in round-robin
+    blocks of about `block_s` seconds spreads that drift over all of them, so their ratios stay honest. Within a block
+    calls run back to back, as in a serving loop. A target leaves the rotation once it has `min_runs` calls and
+    `min_time_s` seconds (or `max_time_s`); the caller has warmed every target up already.
+    """
+    pending = list(targets)
+    block = 0
+    while pending:
+        for t in pending:
+            block_start = clock.now()
+            block += 1
+            while True:
+                sample = clock.time_call(t.call, t.synchronize)
+                t.samples.append(sample)
+                t.blocks.append(block)
+                t.spent += sample
+                if clock.now() - block_start >= block_s or t.done(min_runs, min_time_s, max_time_s):
+                    break
+            if on_block:
+                on_block(t)
+        pending = [t for t in pending if not t.done(min_runs, min_time_s, max_time_s)]
+
+
+def warm_up(
+    call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int, time_s: float
+) -> None:
+    """Untimed calls: at least `runs` of them and at least `time_s` seconds."""
+    start = clock.now()
+    done = 0
+    while done < runs or clock.now() - start < time_s:
+        call()
+        synchronize()
+        done += 1
+
+
+def measure(
+    call: Callable[[], object],
+    synchronize: Callable[[], None],
+    clock: Clock,
+    warmup_runs: int,
+    min_runs: int,
+    min_time_s: float,
+    max_time_s: float,
+    warmup_time_s: float = 0.0,
+) -> list[float]:
+    """Time one `call` on its own: warm-up first (at least `warmup_runs` calls and `warmup_time_s` seconds,
+    discarded), then until both `min_runs` calls and `min_time_s` seconds of timed calls are reached; `max_time_s`
+    cuts a slow cell short (keeping at least two samples, the least a spread needs)."""
+    warm_up(call, synchronize, clock, warmup_runs, warmup_time_s)
+    target = Target("call", call, synchronize)
+    measure_interleaved([target], clock, min_runs, min_time_s, max_time_s, block_s=float("inf"))
+    return target.samples

@@ -21,6 +21,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_model() -> str:
+    """The CPU's model name."""
+    return _cpu_model()
+
+
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)

@@ -147,42 +147,60 @@ def _move_into(tmp: Path, dest: Path) -> Path:
     return dest / "model.onnx"
 
 
-def _export_fp32(run: Run, opset: int) -> Path:
-    from optimum.exporters.onnx import main_export
+def _temp_beside(dest: Path, label: str) -> Path:
+    """A writer's temporary folder next to `dest`, named so a later writer can remove it if this one is killed."""
+    import os
+    import tempfile
+
+    from kdbench.run import TMP_PREFIX
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{label}-", dir=dest.parent))
+
+
+def onnx_export(model, dest: Path, opset: int) -> Path:
+    """The one ONNX export path, for run folders and the profiler's cache alike: optimum's exporter on the in-memory
+    model (dynamic batch and sequence axes; pruned heads export as built), into a temporary folder renamed to `dest`.
+    Returns dest/model.onnx."""
+    from optimum.exporters.onnx import onnx_export_from_model
 
     from kdbench.backends import _quiet_export
 
-    tmp = run.temp_dir(run.onnx_dir, "fp32")
+    tmp = _temp_beside(dest, "export")
     try:
         with _quiet_export():
-            main_export(str(run.student_dir), output=tmp, task="text-classification", opset=opset, do_validation=False)
-        return _move_into(tmp, run.variant_dir("fp32"))
+            onnx_export_from_model(
+                model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
+            )
+        return _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _optimize(run: Run, level: str) -> Path:
+def onnx_optimize(fp32_dir: Path, level: str, dest: Path) -> Path:
+    """ONNX Runtime's transformer graph optimisations (O1-O3, through optimum) of fp32_dir/model.onnx into `dest`."""
     from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
 
-    tmp = run.temp_dir(run.onnx_dir, level)
+    tmp = _temp_beside(dest, level)
     try:
-        optimizer = ORTOptimizer.from_pretrained(run.variant_dir("fp32"), file_names=["model.onnx"])
+        optimizer = ORTOptimizer.from_pretrained(fp32_dir, file_names=["model.onnx"])
         optimizer.optimize(AutoOptimizationConfig.with_optimization_level(level), save_dir=tmp)
-        return _move_into(tmp, run.variant_dir(level))
+        return _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _quantize_int8(run: Run) -> Path:
+def onnx_quantize(fp32_dir: Path, dest: Path) -> Path:
+    """Dynamic int8 quantisation of fp32_dir/model.onnx into `dest`: int8 weights, activations quantised per call,
+    per-tensor (portable kernels on any x86 or Arm CPU)."""
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    tmp = run.temp_dir(run.onnx_dir, "int8")
+    tmp = _temp_beside(dest, "int8")
     try:
-        quantizer = ORTQuantizer.from_pretrained(run.variant_dir("fp32"), file_name="model.onnx")
-        # dynamic quantisation: int8 weights, activations quantised per call; per-tensor for portable kernels
+        quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx")
         quantizer.quantize(AutoQuantizationConfig.avx2(is_static=False, per_channel=False), save_dir=tmp)
-        return _move_into(tmp, run.variant_dir("int8"))
+        return _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -214,9 +232,12 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
         # export killed half-way must leave no entry that vouches for a file it did not check
         report: dict = {}
         run.write_parity(report)
-        variants = {"fp32": (_export_fp32(run, cfg.opset), FP32_GOAL)}
+        variants = {"fp32": (onnx_export(model, run.variant_dir("fp32"), cfg.opset), FP32_GOAL)}
         for name, goal in _extra_variants(cfg):
-            path = _optimize(run, name) if name in OPTIMIZE_LEVELS else _quantize_int8(run)
+            if name in OPTIMIZE_LEVELS:
+                path = onnx_optimize(run.variant_dir("fp32"), name, run.variant_dir(name))
+            else:
+                path = onnx_quantize(run.variant_dir("fp32"), run.variant_dir(name))
             variants[name] = (path, goal)
         for name, (path, goal) in variants.items():
             entry = {
@@ -274,17 +295,17 @@ def evaluate_run(
 ) -> dict:
     """The task's official metrics for the run's student on `backend`, written to eval/<backend>-<variant>.json.
 
-    For a quantised variant the document also gives its loss against the fp32 ONNX model on the same rows (from the
-    fp32 evaluation when it covered the same rows of the same file, else computed here).
+    `variant` is an exported ONNX variant (onnxruntime: fp32, O1-O3, int8) or the precision PyTorch runs the student
+    in (torch: fp32, bf16, fp16 - accuracy at the deployed precision; on a CPU without native bf16 it is slow, not
+    wrong). For anything but fp32 the document also gives its loss against fp32 of the same engine on the same rows
+    (from the fp32 evaluation when it covered the same rows of the same file, else computed here).
     """
     from transformers import AutoTokenizer
 
     from kdbench.modeling import load_trained
 
     check_choice("backend", backend, BACKENDS)
-    if backend == "torch" and variant != "fp32":
-        raise KdbenchError("--variant is for --backend onnxruntime; PyTorch evaluates the saved fp32 student")
-    check_choice("variant", variant, ("fp32", *OPTIMIZE_LEVELS, *QUANTIZE))
+    check_choice("variant", variant, TORCH_VARIANTS if backend == "torch" else ("fp32", *OPTIMIZE_LEVELS, *QUANTIZE))
     if max_eval_samples is not None and (isinstance(max_eval_samples, bool) or max_eval_samples <= 0):
         raise ConfigError("max_eval_samples", f"must be positive, got {max_eval_samples}")
     run = Run(run_dir)
@@ -294,15 +315,16 @@ def evaluate_run(
 
         ort.check("cpu")
     path = run.variant_file(variant, force) if backend == "onnxruntime" else None
-    reference = run.variant_file("fp32", force) if variant in QUANTIZE else None
+    reference = run.variant_file("fp32", force) if backend == "onnxruntime" and variant != "fp32" else None
     model = load_trained(run.student_dir) if backend == "torch" else None  # a corrupt student fails before any work
     tokenizer = AutoTokenizer.from_pretrained(run.student_dir)
     task, tokenized = eval_data(info, tokenizer, max_eval_samples)
     doc = _evaluate(run, task, tokenized, tokenizer, backend, variant, path, model)
-    if reference is not None:
-        base = run.evaluation("onnxruntime", "fp32")
-        if not (base and base.get("examples") == doc["examples"] and base.get("sha256") == file_sha256(reference)):
-            base = _evaluate(run, task, tokenized, tokenizer, "onnxruntime", "fp32", reference)
+    if variant != "fp32":
+        base = run.evaluation(backend, "fp32")
+        same_file = backend == "torch" or (base or {}).get("sha256") == file_sha256(reference)
+        if not (base and base.get("examples") == doc["examples"] and same_file):
+            base = _evaluate(run, task, tokenized, tokenizer, backend, "fp32", reference, model)
         doc["loss_vs_fp32"] = base["score"] - doc["score"]
         doc["fp32_score"] = base["score"]
     with run.writing():
@@ -310,11 +332,26 @@ def evaluate_run(
     return doc
 
 
+TORCH_VARIANTS = ("fp32", "bf16", "fp16")  # the precisions `evaluate --backend torch` runs the student in
+
+
+def _in_precision(model, variant: str):
+    """The student in `variant`'s precision (a copy; the fp32 original stays)."""
+    import copy
+
+    import torch
+
+    if variant == "fp32":
+        return model
+    return copy.deepcopy(model).to({"bf16": torch.bfloat16, "fp16": torch.float16}[variant])
+
+
 def _evaluate(run: Run, task, tokenized, tokenizer, backend: str, variant: str, path: Path | None, model=None) -> dict:
     from kdbench.metrics import main_score, task_metrics
 
     if backend == "torch":
-        logits_of = lambda ds: torch_logits(model, ds, tokenizer)  # noqa: E731
+        placed = _in_precision(model, variant)
+        logits_of = lambda ds: torch_logits(placed, ds, tokenizer)  # noqa: E731
     else:
         logits_of = lambda ds: ort_logits(path, ds, tokenizer)  # noqa: E731
     metrics = {

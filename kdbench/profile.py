@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from kdbench import env
-from kdbench.backends import BACKENDS, DTYPES, config_digest, onnx_cache_path, open_session
-from kdbench.clock import DEVICES, Clock, check_device, clock_for
+from kdbench.backends import BACKENDS, DTYPES, ModelEntry, check_backend
+from kdbench.clock import DEVICES, Clock, Target, check_device, clock_for, measure_interleaved, warm_up
 from kdbench.errors import ConfigError, KdbenchError, check_choice
 from kdbench.flops import sequence_flops
 from kdbench.results import Cell, ProfileResult
@@ -35,8 +35,9 @@ class ProfileConfig:
     students_dir: Path | None = None  # folder of student .toml files; None: the shipped zoo
     backends: tuple[str, ...] = ("torch", "onnxruntime")  # inference engines to time
     device: str = "cpu"  # cpu or cuda
-    dtype: str = "fp32"  # fp32; fp16 and bf16 on cuda (torch backend only)
-    batch_sizes: tuple[int, ...] = (1, 8)  # sequences per call
+    dtypes: tuple[str, ...] = ("fp32",)  # precisions for PyTorch engines (bf16/fp16 on CPU need AMX or AVX512 for it)
+    dtype: str | None = None  # one precision (the option's earlier, single form): sets dtypes
+    batch_sizes: tuple[int, ...] = (1,)  # sequences per call (the default grid fits in about 5 minutes on 2 cores)
     seq_lens: tuple[int, ...] = (128,)  # tokens per sequence
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)  # intra-op threads on CPU
     warmup_runs: int = 2  # calls before timing starts (excluded from the samples)
@@ -52,12 +53,18 @@ class ProfileConfig:
         Path, ...
     ] = ()  # run folders from `kdbench distill`: trained students, their teachers and ONNX variants
     force: bool = False  # also time a run's ONNX variants whose parity check failed (their speed is still real)
+    breakdown: bool = False  # also attribute each model's eager PyTorch time to operator groups (first batch, length)
 
     def __post_init__(self) -> None:
         check_choice("device", self.device, DEVICES)
-        check_choice("dtype", self.dtype, DTYPES)
-        if self.dtype != "fp32" and self.device != "cuda":
-            raise ConfigError("dtype", f"{self.dtype} is for --device cuda; on cpu use fp32")
+        if self.dtype is not None:
+            check_choice("dtype", self.dtype, DTYPES)
+            object.__setattr__(self, "dtypes", (self.dtype,))
+        if not isinstance(self.dtypes, tuple | list) or not self.dtypes:
+            raise ConfigError("dtypes", f"must name at least one of: {', '.join(DTYPES)}")
+        for d in self.dtypes:
+            check_choice("dtypes", d, DTYPES)
+        object.__setattr__(self, "dtypes", tuple(dict.fromkeys(self.dtypes)))
         if not isinstance(self.backends, tuple | list) or not self.backends:
             raise ConfigError("backends", f"must name at least one of: {', '.join(BACKENDS)}")
         for b in self.backends:
@@ -120,25 +127,6 @@ QUICK = dict(
     max_time_s=5.0,
     smoke=True,
 )  # --quick: a smoke run in seconds; it prints tables and no verdict
-
-
-def measure(
-    call: Callable[[], object],
-    synchronize: Callable[[], None],
-    clock: Clock,
-    warmup_runs: int,
-    min_runs: int,
-    min_time_s: float,
-    max_time_s: float,
-    warmup_time_s: float = 0.0,
-) -> list[float]:
-    """Time one `call` on its own: warm-up first (at least `warmup_runs` calls and `warmup_time_s` seconds,
-    discarded), then until both `min_runs` calls and `min_time_s` seconds of timed calls are reached; `max_time_s`
-    cuts a slow cell short (keeping at least two samples, the least a spread needs)."""
-    warm_up(call, synchronize, clock, warmup_runs, warmup_time_s)
-    target = Target("call", call, synchronize)
-    measure_interleaved([target], clock, min_runs, min_time_s, max_time_s, block_s=float("inf"))
-    return target.samples
 
 
 @dataclass(frozen=True)
@@ -218,11 +206,13 @@ def _run_models(run_dir: Path, seen: set[str], seq_lens: tuple[int, ...], force:
 
 
 def plan(cfg: ProfileConfig) -> Plan:
-    """Load the teacher's config and resolve the chosen students against it (all errors before any timing)."""
-    if "onnxruntime" in cfg.backends and cfg.dtype == "fp32":
-        from kdbench import ort
-
-        ort.check(cfg.device)
+    """Load the teacher's config and resolve the chosen students against it; check that this machine runs every
+    (engine, precision) asked for (all errors before any timing)."""
+    for name in cfg.backends:
+        backend = check_backend(name)
+        for dtype in cfg.dtypes:
+            if backend.skips(dtype) is None:
+                backend.check(cfg.device, dtype)
     teacher_config = load_teacher_config(cfg.teacher)
     t = teacher_shape(teacher_config, cfg.teacher)
     specs = select(load_zoo(cfg.students_dir), cfg.students)
@@ -278,102 +268,30 @@ def make_inputs(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, n
 Progress = Callable[[str, int], None]  # (description, cells advanced) -> None
 
 
-@dataclass
-class Target:
-    """One model's call at one grid point, as the interleaved measuring loop sees it."""
-
-    name: str
-    call: Callable[[], object]
-    synchronize: Callable[[], None]
-    samples: list[float] = field(default_factory=list)
-    blocks: list[int] = field(default_factory=list)  # the measuring block of each sample
-    spent: float = 0.0  # seconds of timed calls so far
-    min_blocks: int = 1  # blocks of time the samples must span (the unit of noise an interval needs)
-
-    def done(self, min_runs: int, min_time_s: float, max_time_s: float) -> bool:
-        n = len(self.samples)
-        spread = len(set(self.blocks)) >= self.min_blocks
-        return (n >= min_runs and self.spent >= min_time_s and spread) or (n >= 2 and self.spent >= max_time_s)
+def _entries(p: Plan) -> list[ModelEntry]:
+    entries = [ModelEntry(s.name, s, p.teacher["model_type"]) for s in p.shapes]
+    return entries + [ModelEntry(m.name, m.shape, m.model_type, m.variants) for m in p.runs]
 
 
-def measure_interleaved(
-    targets: list[Target],
-    clock: Clock,
-    min_runs: int,
-    min_time_s: float,
-    max_time_s: float,
-    block_s: float = 0.25,
-    on_block: Callable[[Target], None] | None = None,
-) -> None:
-    """Time several models at the same grid point in alternating blocks (fills each target's `samples`).
-
-    A shared machine drifts (other tenants, thermal state); measuring the teacher and its students in round-robin
-    blocks of about `block_s` seconds spreads that drift over all of them, so their ratios stay honest. Within a block
-    calls run back to back, as in a serving loop. A target leaves the rotation once it has `min_runs` calls and
-    `min_time_s` seconds (or `max_time_s`); the caller has warmed every target up already.
-    """
-    pending = list(targets)
-    block = 0
-    while pending:
-        for t in pending:
-            block_start = clock.now()
-            block += 1
-            while True:
-                sample = clock.time_call(t.call, t.synchronize)
-                t.samples.append(sample)
-                t.blocks.append(block)
-                t.spent += sample
-                if clock.now() - block_start >= block_s or t.done(min_runs, min_time_s, max_time_s):
-                    break
-            if on_block:
-                on_block(t)
-        pending = [t for t in pending if not t.done(min_runs, min_time_s, max_time_s)]
-
-
-def warm_up(
-    call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int, time_s: float
-) -> None:
-    """Untimed calls: at least `runs` of them and at least `time_s` seconds."""
-    start = clock.now()
-    done = 0
-    while done < runs or clock.now() - start < time_s:
-        call()
-        synchronize()
-        done += 1
-
-
-def _open_sessions(p: Plan, cfg: ProfileConfig, backend: str, models: dict, progress: Progress) -> dict:
-    """Sessions by backend label, then by model name. ONNX variants of trained students get their own label
-    ("onnxruntime:int8"), so each variant is a table and a grid column of its own."""
-    entries = [(s.name, s, p.teacher["model_type"], {}) for s in p.shapes]
-    entries += [(m.name, m.shape, m.model_type, m.variants) for m in p.runs]
+def _open_sessions(p: Plan, cfg: ProfileConfig, backend, dtype: str, models: dict, progress: Progress) -> dict:
+    """Sessions by label, then by model name: one label per engine variant (a trained run's ONNX variants each get
+    their own, "onnxruntime:int8"), so each is a table and a grid column of its own."""
     by_label: dict[str, dict] = {}
-    for name, shape, model_type, variants in entries:
-        if backend != "onnxruntime":
-            by_label.setdefault(backend, {})[name] = open_session(
-                backend, models[name], cfg.device, cfg.dtype, cfg.threads
-            )
-            continue
-        files = {"fp32": onnx_cache_path(model_type, shape.key(), config_digest(models[name].config)), **variants}
-        for variant, path in files.items():
-            if not path.is_file():
-                progress(f"exporting {name} to ONNX", 0)
-            label = backend if variant == "fp32" else f"{backend}:{variant}"
-            by_label.setdefault(label, {})[name] = open_session(
-                backend, models[name], cfg.device, cfg.dtype, cfg.threads, path
-            )
+    for entry in _entries(p):
+        for label, session in backend.open(entry, models[entry.name], cfg.device, dtype, cfg.threads, progress).items():
+            by_label.setdefault(label, {})[entry.name] = session
     return by_label
 
 
 def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Clock, progress: Progress) -> dict:
-    """Warm every session up at one (batch, seq) point, then time them interleaved; return name -> (samples, mem)."""
+    """Warm every session up at one (batch, seq) point, then time them interleaved; return name -> (samples, blocks,
+    (memory MiB, how measured))."""
     targets, memory = [], {}
     for name, session in sessions.items():
         inputs = session.prepare(arrays)
         progress(f"warming up {name}", 0)
-        session.reset_peak_memory()
         warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, cfg.warmup_time_s)
-        memory[name] = session.peak_memory()
+        memory[name] = session.memory(inputs)  # after warm-up: caches and workspaces exist, as in serving
         targets.append(
             Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize, min_blocks=cfg.min_blocks)
         )
@@ -423,36 +341,66 @@ def run_profile(
             "flops_per_sequence": {str(n): sequence_flops(m.shape, n) for n in cfg.seq_lens},
         }
     vocab = min(getattr(x.config, "vocab_size", p.teacher_config.vocab_size) for x in models.values())
-    for backend in cfg.backends:
-        if backend == "onnxruntime" and cfg.dtype != "fp32":
-            skipped += [{"student": n, "backend": backend, "reason": "onnxruntime is fp32-only"} for n in models]
-            progress(f"{backend} skipped ({cfg.dtype})", p.count * len(cfg.batch_sizes) * len(cfg.seq_lens))
-            continue
-        for label, sessions in _open_sessions(p, cfg, backend, models, progress).items():
-            for seq in cfg.seq_lens:
-                for batch in cfg.batch_sizes:
-                    arrays = make_inputs(vocab, batch, seq, cfg.seed)
-                    measured = _measure_point(cfg, sessions, arrays, clock, progress)
-                    for name, (samples, blocks, (mem, kind)) in measured.items():
-                        cells.append(
-                            Cell(
-                                name,
-                                label,
-                                cfg.device,
-                                cfg.dtype,
-                                batch,
-                                seq,
-                                cfg.threads,
-                                sessions[name].attn_impl,
-                                tuple(samples),
-                                cfg.warmup_runs,
-                                mem,
-                                kind,
-                                tuple(blocks),
+    for name in cfg.backends:
+        backend = check_backend(name)
+        for dtype in cfg.dtypes:
+            reason = backend.skips(dtype)
+            if reason:
+                skipped += [{"student": n, "backend": name, "dtype": dtype, "reason": reason} for n in models]
+                progress(f"{name} {dtype} skipped", p.count * len(cfg.batch_sizes) * len(cfg.seq_lens))
+                continue
+            for label, sessions in _open_sessions(p, cfg, backend, dtype, models, progress).items():
+                for seq in cfg.seq_lens:
+                    for batch in cfg.batch_sizes:
+                        arrays = make_inputs(vocab, batch, seq, cfg.seed)
+                        measured = _measure_point(cfg, sessions, arrays, clock, progress)
+                        for model_name, (samples, blocks, (mem, kind)) in measured.items():
+                            cells.append(
+                                Cell(
+                                    model_name,
+                                    label,
+                                    cfg.device,
+                                    dtype,
+                                    batch,
+                                    seq,
+                                    cfg.threads,
+                                    sessions[model_name].engine,
+                                    tuple(samples),
+                                    cfg.warmup_runs,
+                                    mem,
+                                    kind,
+                                    tuple(blocks),
+                                )
                             )
-                        )
-                    # variants beyond the first label are extra cells the progress total did not count
-                    progress(f"{label} b={batch} n={seq} done", len(measured) if label == backend else 0)
-        if cfg.device == "cuda":
-            torch.cuda.empty_cache()
-    return ProfileResult(env.collect(cfg.threads), cfg.to_dict(), p.teacher, students, tuple(cells), tuple(skipped))
+                        # variants beyond the first label are extra cells the progress total did not count
+                        progress(f"{label} {dtype} b={batch} n={seq} done", len(measured) if label == name else 0)
+            if cfg.device == "cuda":
+                torch.cuda.empty_cache()
+    parts = _breakdowns(cfg, p, models, vocab, progress) if cfg.breakdown else {}
+    return ProfileResult(
+        env.collect(cfg.threads), cfg.to_dict(), p.teacher, students, tuple(cells), tuple(skipped), breakdown=parts
+    )
+
+
+def _breakdowns(cfg: ProfileConfig, p: Plan, models: dict, vocab: int, progress: Progress) -> dict:
+    """Per model and precision, eager PyTorch's time per operator group at the first batch size and length, beside
+    the analytic FLOPs of each group."""
+    from kdbench.backends import TorchBackend
+    from kdbench.breakdown import breakdown, group_flops
+
+    batch, seq = cfg.batch_sizes[0], cfg.seq_lens[0]
+    out: dict = {}
+    for dtype in cfg.dtypes:
+        for entry in _entries(p):
+            progress(f"breakdown of {entry.name} ({dtype})", 0)
+            session = TorchBackend().open(entry, models[entry.name], cfg.device, dtype, cfg.threads, progress)["torch"]
+            inputs = session.prepare(make_inputs(vocab, batch, seq, cfg.seed))
+            seconds = breakdown(session.model, lambda s=session, x=inputs: s.run(x), session.synchronize)
+            flops = group_flops(entry.shape, seq)
+            out.setdefault(dtype, {})[entry.name] = {
+                "batch_size": batch,
+                "seq_len": seq,
+                "seconds": seconds,
+                "flops": {g: v * batch for g, v in flops.items()},
+            }
+    return out

@@ -132,3 +132,32 @@ def head_table(lines: list[HeadLine]) -> Table:
 def print_all(console: Console, *renderables) -> None:
     for r in renderables:
         console.print(r)
+
+
+def breakdown_tables(result: ProfileResult) -> list[Table]:
+    """Per precision: each model's eager time per operator group (ms and share) beside its analytic GFLOPs."""
+    from kdbench.breakdown import GROUPS
+
+    tables = []
+    for dtype, models in result.breakdown.items():
+        any_model = next(iter(models.values()))
+        table = Table(
+            title=f"Where the time goes: eager PyTorch, {dtype}, batch {any_model['batch_size']}, length "
+            f"{any_model['seq_len']} (ms, share of the call; GFLOPs)"
+        )
+        table.add_column("model")
+        for g in GROUPS:
+            table.add_column(g, justify="right")
+        table.add_column("total ms", justify="right")
+        for name, d in models.items():
+            total = d["seconds"]["total"]
+            table.add_row(
+                name,
+                *(
+                    f"{d['seconds'][g] * 1e3:.1f} ({d['seconds'][g] / total:.0%}); {d['flops'][g] / 1e9:.2f}"
+                    for g in GROUPS
+                ),
+                f"{total * 1e3:.1f}",
+            )
+        tables.append(table)
+    return tables

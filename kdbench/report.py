@@ -133,7 +133,8 @@ def build_rows(inputs: Inputs, baselines: dict[str, float] | None = None) -> lis
             row["parameters"], row["flops"], row["speed_from"] = info["parameters"], info["flops_per_sequence"], name
             ref = pr.reference(c)
             speed = pr.speedup(c)
-            key = f"{c.device} {c.backend} b{c.batch_size} n{c.seq_len}"
+            engine = c.backend if c.dtype == "fp32" else f"{c.backend}:{c.dtype}"  # torch:bf16 beside onnxruntime:int8
+            key = f"{c.device} {engine} b{c.batch_size} n{c.seq_len}"
             row["speed"][key] = {
                 "p50_ms": c.stats.p50 * 1e3,
                 "sequences_per_s": c.sequences_per_s,
@@ -374,8 +375,11 @@ def deployment(main: list[dict]) -> list[dict]:
             continue
         variants = {}
         for label, score in sorted(r["onnx_scores"].items()):
-            variant = label.split(":")[1]
-            backend = "onnxruntime" if variant == "fp32" else f"onnxruntime:{variant}"
+            engine, variant = label.split(":", 1)
+            if engine == "torch" and variant == "fp32":
+                continue  # the row's own score
+            backend = engine if variant == "fp32" else f"{engine}:{variant}"
+            variant = variant if engine == "onnxruntime" else backend  # ONNX variants by name, torch:bf16 in full
             speed = _first(r, backend)
             eager = _first(r, "torch")
             variants[variant] = {
@@ -858,49 +862,111 @@ def teacher_latency(inputs: Inputs) -> dict[str, float]:
     return out
 
 
+MARKERS = {"torch": "o", "torch-compile": "P", "onnxruntime": "^", "onnxruntime:O2": "D", "onnxruntime:int8": "v"}
+
+
+def _points(row: dict) -> list[tuple[str, float, float]]:
+    """(engine, p50 ms, share) of a row at its first grid point per engine; a quantised or lower-precision engine
+    takes its own measured accuracy where it was evaluated, else the fp32 share."""
+    out, seen = [], set()
+    for key in sorted(row["speed"]):
+        engine = key.split(" ")[1]
+        if engine in seen:
+            continue
+        seen.add(engine)
+        score = row["onnx_scores"].get(engine if ":" in engine else f"{engine}:fp32")
+        share = score / row["teacher_score"] if score is not None and row["teacher_score"] else row["share"]
+        out.append((engine, row["speed"][key]["p50_ms"], share))
+    return out
+
+
 def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None) -> None:
-    """Accuracy (share of the teacher's score) against p50 latency at each student's fastest measured configuration,
-    with each task's teacher at share 1.0 where it was profiled."""
+    """Accuracy (share of the teacher's score) against p50 latency: one panel per task and one for the macro
+    average, each with its Pareto frontier over every engine and precision; colour = student, marker = engine, error
+    bars = 95 % intervals where known; a legend instead of labels on the points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for task in sorted({r["task"] for r in rows}):
-        pts = [
-            (r["student"], min(v["p50_ms"] for v in r["speed"].values()), r["share"])
-            for r in rows
-            if r["task"] == task and r["speed"] and r["share"] is not None
-        ]
-        if pts and task in (teachers or {}):
-            pts.append(("teacher", teachers[task], 1.0))
-        if not pts:
-            continue
-        front = sorted((p for p in pts if p[0] in pareto(pts)), key=lambda p: p[1])
-        ci = {r["student"]: r.get("share_ci") for r in rows if r["task"] == task}
-        errors = [
-            [max(0.0, p[2] - ci[p[0]][0]), max(0.0, ci[p[0]][1] - p[2])] if ci.get(p[0]) else [0.0, 0.0] for p in pts
-        ]
-        ax.errorbar(
-            [p[1] for p in pts],
-            [p[2] for p in pts],
-            yerr=np.array(errors).T,  # 95 % bootstrap intervals over the evaluation examples, where known
-            fmt="o",
-            capsize=2,
-            label=task,
+    shown = [r for r in rows if r["speed"] and r["share"] is not None]
+    tasks = sorted({r["task"] for r in shown})
+    panels = tasks + (["macro"] if len(tasks) > 1 else [])
+    if not panels:
+        panels = ["(no measured speed)"]
+    students = sorted({r["student"] for r in shown})
+    colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(students)}
+    cols = min(3, len(panels))
+    rows_n = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4.2 * rows_n), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels, strict=False):
+        if panel == "macro":
+            by_student: dict[str, list] = {}
+            for r in shown:
+                by_student.setdefault(r["student"], []).append(r)
+            pts = []
+            for student, rs in by_student.items():
+                for engine, ms, _ in _points(rs[0]):
+                    pts.append(
+                        (
+                            student,
+                            engine,
+                            ms,
+                            float(np.mean([p[2] for r in rs for p in _points(r) if p[0] == engine])),
+                            None,
+                        )
+                    )
+        else:
+            pts = [
+                (r["student"], engine, ms, share, r.get("share_ci") if engine == "torch" else None)
+                for r in shown
+                if r["task"] == panel
+                for engine, ms, share in _points(r)
+            ]
+            if task_latency := (teachers or {}).get(panel):
+                pts.append(("teacher", "torch", task_latency, 1.0, None))
+        for student, engine, ms, share, ci in pts:
+            err = [[max(0.0, share - ci[0])], [max(0.0, ci[1] - share)]] if ci else None
+            ax.errorbar(
+                ms,
+                share,
+                yerr=err,
+                fmt=MARKERS.get(engine.split(":")[0] if engine.startswith("torch:") else engine, "s"),
+                color=colours.get(student, "black"),
+                capsize=2,
+                markersize=6,
+            )
+        front_names = pareto([(f"{p[0]}|{p[1]}", p[2], p[3]) for p in pts])
+        front = sorted((p for p in pts if f"{p[0]}|{p[1]}" in front_names), key=lambda p: p[2])
+        ax.plot([p[2] for p in front], [p[3] for p in front], linestyle="--", linewidth=1, color="grey")
+        ax.set_title(panel)
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency (ms)")
+        ax.set_ylabel("share of the teacher's score")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[s], marker="o", linestyle="", label=s) for s in students]
+    handles += [Line2D([], [], color="black", marker="o", linestyle="", label="teacher")] if teachers else []
+    engines = sorted({p[0] for r in shown for p in _points(r)})
+    handles += [
+        Line2D(
+            [],
+            [],
+            color="grey",
+            marker=MARKERS.get(e.split(":")[0] if e.startswith("torch:") else e, "s"),
+            linestyle="",
+            label=e,
         )
-        ax.plot([p[1] for p in front], [p[2] for p in front], linestyle="--", linewidth=1)
-        for name, x, y in pts:
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("p50 latency (ms), fastest measured configuration")
-    ax.set_ylabel("share of the teacher's score")
-    ax.set_title("Accuracy versus latency (dashed: Pareto frontier; bars: 95 % intervals)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+        for e in engines
+    ]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    fig.suptitle("Accuracy versus latency (dashed: Pareto frontier over students and engines; bars: 95 % intervals)")
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
 

@@ -118,6 +118,7 @@ class ProfileResult:
     cells: tuple[Cell, ...]
     skipped: tuple[dict, ...] = ()  # cells not measured, with the reason
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    breakdown: dict = field(default_factory=dict)  # --breakdown: model -> seconds and FLOPs per operator group
 
     def to_dict(self) -> dict:
         return {
@@ -130,6 +131,7 @@ class ProfileResult:
             "students": self.students,
             "skipped": list(self.skipped),
             "cells": [c.to_dict() for c in self.cells],
+            "breakdown": self.breakdown,
         }
 
     @classmethod
@@ -151,6 +153,7 @@ class ProfileResult:
                 cells,
                 tuple(d.get("skipped", ())),
                 d["created"],
+                d.get("breakdown") or {},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise KdbenchError(f"{source} is a damaged kdbench profile result ({type(exc).__name__}: {exc})") from None

@@ -135,7 +135,7 @@ def measure_step(
     """Time the fine-tuning step of `teacher` (student None) or the distillation step of `student` from it."""
     import torch
 
-    from kdbench.profile import measure
+    from kdbench.clock import measure
 
     check_device(device)
     step = _step_fn(teacher_config, teacher, student, batch_size, seq_len, device, dtype, seed)

@@ -200,7 +200,7 @@ def run_zoo_profile(out: Path, configs, ceilings: dict) -> dict:
         r = run_profile(cfg)
         r.save(cfg.output)
         results.append(r)
-        log(f"zoo profile {cfg.dtype} done")
+        log(f"zoo profile {cfg.dtypes} done")
     merged = ProfileResult(
         results[0].environment,
         {"grid": {k: list(v) if isinstance(v, tuple) else v for k, v in GRID.items()}, "dtypes": list(DTYPES)},

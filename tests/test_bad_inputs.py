@@ -427,7 +427,7 @@ CASES = [
         lambda c: profile_args(c, "--students", "3L", "--device", "cuda"), "profile-device-cuda-absent", marks=NO_CUDA
     ),
     case(lambda c: profile_args(c, "--students", "3L", "--dtype", "int4"), "profile-dtype-unknown"),
-    case(lambda c: profile_args(c, "--students", "3L", "--dtype", "bf16"), "profile-dtype-bf16-on-cpu"),
+    case(lambda c: profile_args(c, "--students", "3L", "--dtypes", "fp32,int3"), "profile-dtype-unknown"),
     case(lambda c: profile_args(c, "--students", "3L", "--batch-sizes", "1,x"), "profile-batch-sizes-malformed"),
     case(lambda c: profile_args(c, "--students", "3L", "--batch-sizes", "0"), "profile-batch-sizes-zero"),
     case(lambda c: profile_args(c, "--students", "3L", "--seq-lens", "600"), "profile-seq-lens-too-long"),

@@ -2,8 +2,7 @@
 
 import pytest
 
-from kdbench.clock import CpuClock, clock_for
-from kdbench.profile import Target, measure, measure_interleaved
+from kdbench.clock import CpuClock, Target, clock_for, measure, measure_interleaved
 
 
 class FakeClock:

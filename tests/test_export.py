@@ -82,7 +82,7 @@ def test_cli_bad_inputs(tmp_path, bert_teacher, glue_parquet):
     assert "does not exist or is empty" in runner.invoke(app, ["export", str(empty)]).output
     run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["narrow"])
     result = runner.invoke(app, ["evaluate", str(run), "--backend", "torch", "--variant", "int8"])
-    assert result.exit_code == 2 and "--variant is for --backend onnxruntime" in result.output
+    assert result.exit_code == 2 and "--variant is 'int8'; allowed: fp32, bf16, fp16" in result.output
     ok = runner.invoke(app, ["export", str(run), "--parity-samples", "8"])
     assert ok.exit_code == 0 and "parity passed" in ok.output
 
@@ -138,3 +138,12 @@ def test_profile_runs_leaves_out_a_failed_variant_unless_forced(bert_teacher, gl
     assert set(student.variants) == {"fp32"}
     (student,) = [m for m in plan(replace(cfg, force=True)).runs if not m.name.endswith("/teacher")]
     assert set(student.variants) == {"fp32", "int8"}
+
+
+def test_evaluate_at_the_deployed_precision_beside_fp32(bert_teacher, glue_parquet, tmp_path):
+    run = make_run(tmp_path / "run", bert_teacher, glue_parquet, SHAPES["narrow"])
+    bf16 = evaluate_run(run, "torch", "bf16")
+    fp32 = evaluate_run(run, "torch", "fp32")
+    assert bf16["variant"] == "bf16" and bf16["fp32_score"] == pytest.approx(fp32["score"])
+    assert bf16["loss_vs_fp32"] == pytest.approx(fp32["score"] - bf16["score"])
+    assert (run / "eval" / "torch-bf16.json").is_file()

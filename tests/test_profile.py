@@ -45,7 +45,7 @@ def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo):
     [
         (dict(device="tpu"), "device is 'tpu'"),  # the setting's name; the CLI shows it as --device
         (dict(dtype="fp8"), "dtype is 'fp8'"),
-        (dict(dtype="bf16"), "is for --device cuda"),
+        (dict(dtypes=("fp32", "int4")), "dtypes is 'int4'"),
         (dict(backends=("tensorrt",)), "backends is 'tensorrt'"),
         (dict(backends=("onnx_runtime",)), "did you mean 'onnxruntime'"),
         (dict(batch_sizes=(0,)), "batch_sizes must be positive"),
@@ -75,3 +75,41 @@ def test_cuda_profile_in_bf16(tiny_teacher, tiny_zoo):
     result = run_profile(cfg)
     assert {c.device for c in result.cells} == {"cuda"} and result.environment["gpu"]["available"]
     assert all(c.memory_kind == "cuda_weights_plus_peak_activations" for c in result.cells)
+
+
+def test_bf16_on_a_cpu_is_refused_unless_the_cpu_has_it_natively(monkeypatch):
+    from kdbench import backends, env
+
+    problem = backends.cpu_dtype_problem("bf16", ["avx2", "fma"])
+    assert "lacks AVX512-BF16 and AMX-BF16" in problem and "(it has: avx2, fma)" in problem
+    assert backends.cpu_dtype_problem("bf16", ["avx512f", "amx_bf16"]) is None
+    assert backends.cpu_dtype_problem("fp32", []) is None
+    monkeypatch.setattr(env, "cpu_features", lambda: ["avx2"])
+    with pytest.raises(KdbenchError, match="would be emulated"):
+        plan(ProfileConfig(dtypes=("fp32", "bf16"), backends=("torch",)))
+    plan(ProfileConfig(dtypes=("fp32", "bf16"), backends=("onnxruntime",)))  # ORT skips bf16 by design: no error
+
+
+def test_memory_is_per_model_and_int8_and_dtypes_are_grid_dimensions(tiny_teacher, tiny_zoo):
+    cfg = ProfileConfig(
+        teacher=str(tiny_teacher),
+        students_dir=tiny_zoo,
+        students="half_layers,narrow",
+        backends=("torch", "onnxruntime", "onnxruntime:int8"),
+        batch_sizes=(2,),
+        seq_lens=(16,),
+        warmup_runs=1,
+        warmup_time_s=0,
+        min_runs=3,
+        min_blocks=1,
+        min_time_s=0,
+        breakdown=True,
+    )
+    result = run_profile(cfg)
+    torch_cells = {c.student: c for c in result.cells if c.backend == "torch"}
+    assert torch_cells["teacher"].memory_kind == "weights+peak (torch profiler)"
+    assert torch_cells["teacher"].peak_memory_mb > torch_cells["narrow"].peak_memory_mb > 0  # no longer one number
+    assert {c.backend for c in result.cells} == {"torch", "onnxruntime", "onnxruntime:int8"}
+    assert set(result.breakdown["fp32"]) == {"teacher", "half_layers", "narrow"}
+    parts = result.breakdown["fp32"]["teacher"]["seconds"]
+    assert parts["total"] > 0 and parts["Q/K/V projections"] > 0

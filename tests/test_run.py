@@ -209,10 +209,10 @@ def test_a_killed_export_leaves_nothing_evaluate_accepts(exported, monkeypatch):
     import kdbench.export as export_mod
     from kdbench.export import ExportConfig, evaluate_run, export_run
 
-    def killed(run):
+    def killed(fp32_dir, dest):
         raise KeyboardInterrupt  # the kill lands after fp32 was replaced, before its parity entry was written
 
-    monkeypatch.setattr(export_mod, "_quantize_int8", killed)
+    monkeypatch.setattr(export_mod, "onnx_quantize", killed)
     with pytest.raises(KeyboardInterrupt):
         export_run(ExportConfig(exported, opset=17, quantize="int8", parity_samples=12), log=lambda *_: None)
     for variant in ("fp32", "int8"):

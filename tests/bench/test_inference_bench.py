@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from kdbench.backends import config_digest, onnx_cache_path, open_session
+from kdbench.backends import ModelEntry, check_backend
 from kdbench.modeling import build_model
 from kdbench.profile import ProfileConfig, make_inputs, plan
 
@@ -44,14 +44,8 @@ NAMES = ["teacher", *STUDENTS.split(",")]
 def test_inference(benchmark, zoo, student, backend):
     p, models = zoo
     shape, model = models[student]
-    session = open_session(
-        backend,
-        model,
-        "cpu",
-        "fp32",
-        THREADS,
-        onnx_cache_path(p.teacher["model_type"], shape.key(), config_digest(model.config)),
-    )
+    entry = ModelEntry(shape.name, shape, p.teacher["model_type"])
+    session = check_backend(backend).open(entry, model, "cpu", "fp32", THREADS, lambda *_: None)[backend]
     inputs = session.prepare(make_inputs(p.teacher_config.vocab_size, BATCH, SEQ, 0))
     benchmark.group = f"{backend} b={BATCH} n={SEQ}"
     benchmark.extra_info.update(
