@@ -65,6 +65,46 @@ def main() -> None:
             f"{b * 1e3:.2f} ms, ratio {a / b:.3f} ({len(kd)} calls each)",
             flush=True,
         )
+        if name == "torch":
+            interleaving_cost(session, inputs, p, entry, model, arrays, args)
+
+
+def interleaving_cost(session, inputs, p, entry, model, arrays, args) -> None:
+    """The model timed alone against the same model timed in kdbench's interleaved blocks beside another model (3L):
+    what switching models between blocks costs (cache and allocator state), in alternating rounds."""
+    import torch
+
+    from kdbench.backends import ModelEntry, check_backend
+    from kdbench.clock import CpuClock, Target, measure, measure_interleaved
+    from kdbench.modeling import build_model
+
+    other_shape = next(s for s in p.shapes if s.name != entry.name) if len(p.shapes) > 1 else None
+    if other_shape is None:
+        from kdbench.students import load_zoo, lookup_student, resolve
+        from kdbench.teacher import teacher_shape
+
+        other_shape = resolve(lookup_student(load_zoo(), "3L"), teacher_shape(p.teacher_config, "roberta-base"))
+    torch.manual_seed(1)
+    other = build_model(p.teacher_config, other_shape)
+    other_entry = ModelEntry(other_shape.name, other_shape, entry.model_type)
+    o_session = check_backend("torch").open(other_entry, other, "cpu", "fp32", args.threads, lambda *_: None)["torch"]
+    o_inputs = o_session.prepare(arrays)
+    call = lambda: session.run(inputs)  # noqa: E731
+    alone, mixed = [], []
+    for _ in range(args.rounds):
+        alone += measure(call, session.synchronize, CpuClock(), 0, args.runs, 0.0, 60.0)
+        targets = [
+            Target(entry.name, call, session.synchronize),
+            Target(other_shape.name, lambda: o_session.run(o_inputs), o_session.synchronize),
+        ]
+        measure_interleaved(targets, CpuClock(), args.runs, 0.0, 60.0)
+        mixed += targets[0].samples
+    a, b = float(np.median(mixed)), float(np.median(alone))
+    print(
+        f"{'torch':12s} {entry.name} interleaved with {other_shape.name} p50 {a * 1e3:.2f} ms, alone p50 "
+        f"{b * 1e3:.2f} ms, ratio {a / b:.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
