@@ -474,6 +474,14 @@ def distill(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a kdbench run folder (never a folder kdbench did not write).")
     ] = False,
+    time_limit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="Stop cleanly after this much wall time (90s, 45m, 2h): training saves a checkpoint and stops, and "
+            "--resume continues it (a batch job's wall time, a lent machine's call).",
+        ),
+    ] = None,
 ) -> None:
     """Distil a student from a fine-tuned teacher (fine-tuning the teacher first unless cached).
 
@@ -482,7 +490,7 @@ def distill(
     uniformly; Adam at 5e-5, 10 epochs, batch 12, length 128. Writes the student (save_pretrained), metrics.json,
     config.json and the layer map into the run folder. Every input is checked before anything is written.
     """
-    given = _given({k: v for k, v in locals().items() if k not in ("resume", "overwrite")})  # first: options only
+    given = _given({k: v for k, v in locals().items() if k not in ("resume", "overwrite", "time_limit")})  # options
     from rich.table import Table
 
     from kdbench.distill import DistillConfig, resumed_config
@@ -501,7 +509,12 @@ def distill(
         cfg = DistillConfig(
             **{k: v for k, v in given.items() if k not in TRAIN_OPTIONS}, train=_train(given), overwrite=overwrite
         )
-    doc = run_distill(cfg, log=console.print)
+    from kdbench.distill import is_main
+
+    deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
+    doc = run_distill(cfg, log=console.print if is_main() else (lambda *_: None), deadline=deadline)
+    if not is_main():
+        return  # one summary per launch: the writing process prints it
     table = Table(title=f"{doc['task']}: {doc['student']} distilled from {doc['teacher']}")
     for col in ("model", *next(iter(doc["metrics"].values())).keys()):
         table.add_column(col)

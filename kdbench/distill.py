@@ -10,8 +10,10 @@ Read top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -276,9 +278,37 @@ def _distillation_module():
     return DistillationModule
 
 
-def _kd_trainer_class():
+def _base_trainer_class():
+    """The Trainer, able to resume a data-parallel run on CPUs: for world_size > 1 it loads the optimizer onto
+    `args.device`, which on a CPU is torch.device("cpu", 0) - a location torch.load cannot restore ("tagged with
+    cpu:0") - so that one load is mapped to "cpu"."""
     import torch
     from transformers import Trainer
+
+    class ResumableTrainer(Trainer):
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            if self.args.device.type != "cpu" or self.args.world_size == 1:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            original = torch.load
+
+            def load(*args, map_location=None, **kwargs):
+                if isinstance(map_location, torch.device) and map_location.type == "cpu":
+                    map_location = "cpu"
+                return original(*args, map_location=map_location, **kwargs)
+
+            torch.load = load
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = original
+
+    return ResumableTrainer
+
+
+def _kd_trainer_class():
+    import torch
+
+    Trainer = _base_trainer_class()
 
     class KDTrainer(Trainer):
         """Trainer whose loss adds the teacher: alpha_hard*CE + alpha_soft*KL(T) + alpha_feature*feature."""
@@ -323,7 +353,7 @@ def _deadline_callback(deadline: float):
         reached = False
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.time() >= deadline:
+            if _agreed(time.time() >= deadline):
                 self.reached = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -332,12 +362,58 @@ def _deadline_callback(deadline: float):
     return StopAtDeadline()
 
 
+def _agreed(flag: bool) -> bool:
+    """True when any process of a data-parallel launch says so: they must all stop at the same step, or the ones
+    still training wait forever for the others' gradients."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def _check_deadline(callback, what: str, where: Path) -> None:
     if callback is not None and callback.reached:
         raise DeadlineReached(f"{what} stopped at the deadline; its checkpoint in {where} continues on a rerun")
 
 
 # ----------------------------------------------------------------------------------- 5. fine-tuning and distilling
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of a data-parallel launch (torchrun / accelerate launch set RANK, WORLD_SIZE);
+    (0, 1) for a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    """Whether this process writes: the only one, or rank 0 of a data-parallel launch."""
+    return world()[0] == 0
+
+
+def _barrier() -> None:
+    """Wait for every process of a data-parallel launch (nothing to wait for in a plain process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _main_only(context):
+    """`context` in the writing process; nothing in the others of a data-parallel launch."""
+    return context if is_main() else contextlib.nullcontext()
+
+
+def _check_world(train: TrainConfig) -> None:
+    """batch_size is the global batch (the recipe's 12, however many processes share it): it must split evenly."""
+    _rank, size = world()
+    if train.batch_size % size:
+        raise ConfigError(
+            "batch_size", f"is {train.batch_size}, which {size} processes cannot share evenly (it is the global batch)"
+        )
+
+
 def _version_args(arguments_class) -> dict:
     """TrainingArguments fields whose name changed between transformers 4.x and 5.x."""
     names = {f.name for f in fields(arguments_class)}
@@ -359,7 +435,7 @@ def _training_args(train: TrainConfig, output_dir: Path, task: Task, eval_keys: 
         output_dir=str(output_dir),
         learning_rate=train.learning_rate,
         num_train_epochs=train.epochs,
-        per_device_train_batch_size=train.batch_size,
+        per_device_train_batch_size=train.batch_size // world()[1],  # the global batch, shared by the processes
         per_device_eval_batch_size=max(32, train.batch_size),
         optim="adamw_torch",
         weight_decay=0.0,
@@ -424,6 +500,10 @@ def _eval_datasets(tokenized, task: Task):
     return {s.removeprefix("validation_"): tokenized[s] for s in task.eval_splits}
 
 
+def _canonical(value):
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Path | None) -> Path:
     """Where a fine-tuned teacher is cached: keyed by teacher, task, data source and hyper-parameters."""
     key = json.dumps(
@@ -431,7 +511,8 @@ def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Pa
             "teacher": str(Path(teacher).resolve()) if Path(teacher).exists() else teacher,
             "task": task.name,
             "data": str(Path(data_dir).resolve()) if data_dir else "hub",
-            "train": {k: v for k, v in asdict(train).items() if k != "device"},
+            # 2 and 2.0 epochs are one setting: whole floats are written as integers so they key one cache entry
+            "train": {k: _canonical(v) for k, v in asdict(train).items() if k != "device"},
         },
         sort_keys=True,
     )
@@ -471,11 +552,14 @@ class _Finetune:
         return cls(teacher, task, train, data_dir, model, tokenizer, tokenize(data, task, tokenizer, train.max_seq_len))
 
     def run(self, folder: Path, log=print, progress: bool = True, deadline: float | None = None) -> Path:
-        from transformers import DataCollatorWithPadding, Trainer, set_seed
+        from transformers import DataCollatorWithPadding, set_seed
+
+        Trainer = _base_trainer_class()
 
         task, train = self.task, self.train
-        # one fine-tune per cache entry: a second process waits, then finds it done
-        with exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True, log=log):
+        # one fine-tune per cache entry: a second job waits, then finds it done (the processes of one data-parallel
+        # launch train it together; the first of them writes)
+        with _main_only(exclusive(folder.with_name(folder.name + ".lock"), str(folder), wait=True, log=log)):
             if (folder / "metrics.json").is_file():
                 return folder
             set_seed(train.seed)
@@ -496,23 +580,26 @@ class _Finetune:
             trainer.train(resume_from_checkpoint=checkpoint)
             _check_deadline(stop, f"fine-tuning the teacher on {task.name}", work / "checkpoints")
             metrics = _evaluate_all(trainer, self.tokenized, task)
-            _save_model(trainer.model, self.tokenizer, work / "model")
-            atomic_write_json(
-                work / "model" / "metrics.json",
-                {
-                    "task": task.name,
-                    "teacher": self.teacher,
-                    "metrics": metrics,
-                    "score": main_score(task, metrics[task.eval_splits[0]]),
-                    "train": asdict(train),
-                    "wall_s": wall.total(),
-                    "environment": env.collect(),
-                },
-            )
-            if folder.exists():
-                shutil.rmtree(folder)
-            (work / "model").rename(folder)  # the cache entry appears complete, in one step
-            shutil.rmtree(work, ignore_errors=True)
+            if is_main():
+                _save_model(trainer.model, self.tokenizer, work / "model")
+                atomic_write_json(
+                    work / "model" / "metrics.json",
+                    {
+                        "task": task.name,
+                        "teacher": self.teacher,
+                        "metrics": metrics,
+                        "score": main_score(task, metrics[task.eval_splits[0]]),
+                        "train": asdict(train),
+                        "wall_s": wall.total(),
+                        "processes": world()[1],
+                        "environment": env.collect(),
+                    },
+                )
+                if folder.exists():
+                    shutil.rmtree(folder)
+                (work / "model").rename(folder)  # the cache entry appears complete, in one step
+                shutil.rmtree(work, ignore_errors=True)
+        _barrier()  # the other processes load the teacher only once it is written
         log(f"teacher {task.main_metric}: {metrics[task.eval_splits[0]][task.main_metric]:.4f} -> {folder}")
         return folder
 
@@ -532,6 +619,7 @@ def finetune(
     checked before the cache is touched."""
     task = get_task(task_name)
     check_device(train.device)
+    _check_world(train)
     folder = teacher_cache_dir(teacher, task, train, data_dir)
     if (folder / "metrics.json").is_file():
         log(f"fine-tuned teacher found in cache: {folder}")
@@ -651,6 +739,7 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
 
     task = get_task(cfg.task)
     check_device(cfg.train.device)
+    _check_world(cfg.train)
     run = Run(cfg.run_dir())
     check_folder_writable(run.path, "--output-dir")
     recorded = _check_run_state(cfg, run)
@@ -670,11 +759,13 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
         job = _Finetune.prepare(cfg.teacher, task, cfg.train, cfg.data_dir)
     if job is None:  # the fine-tuned teacher exists: load (and so check) it now
         teacher, tokenizer = _load_pretrained(teacher_dir or str(cached), task.num_labels, "fine-tuned teacher")
-    # every input checked: from here on kdbench writes
-    with run.writing():
-        _check_run_state(cfg, run)  # again, under the lock: another process may have written meanwhile
-        if cfg.overwrite:
-            run.clear()
+    # every input checked: from here on kdbench writes (in a data-parallel launch, its first process alone)
+    with _main_only(run.writing()):
+        if is_main():
+            _check_run_state(cfg, run)  # again, under the lock: another process may have written meanwhile
+            if cfg.overwrite:
+                run.clear()
+        _barrier()
         if job is not None:
             teacher_dir = str(job.run(cached, log, progress, deadline))
             teacher, tokenizer = _load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
@@ -718,7 +809,7 @@ def _train_student(cfg, run: Run, task: Task, shape, teacher, tokenizer, teacher
         regression=task.is_regression,
         callbacks=[c for c in (stop, wall) if c],
     )
-    if not cfg.resume:
+    if not cfg.resume and is_main():
         run.write_config(
             {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)}
         )
@@ -750,17 +841,26 @@ def _train_student(cfg, run: Run, task: Task, shape, teacher, tokenizer, teacher
         "resumed": bool(cfg.resume),
         "config": cfg.to_dict(),
         "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
+        "processes": world()[1],  # data-parallel processes that shared each global batch
+        "optimizer_steps": trainer.state.global_step,
         "mean_train_tokens": float(sum(tokenized["train"]["length"]) / len(tokenized["train"])),
         "environment": env.collect(),
     }
     from kdbench.predictions import document
 
     # per-example answers (the best epoch's student, and its teacher): what score and claim intervals resample
-    run.write_predictions(document(task, tokenized, trainer.model.student, trainer.teacher, tokenizer))
-    _save_model(trainer.model.student, tokenizer, run.student_dir)
-    run.write_metrics(doc)  # written last: its presence marks a finished run
-    shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # only needed to resume; the student is saved
+    if is_main():
+        run.write_predictions(document(task, tokenized, _unwrapped(trainer.model).student, trainer.teacher, tokenizer))
+        _save_model(_unwrapped(trainer.model).student, tokenizer, run.student_dir)
+        run.write_metrics(doc)  # written last: its presence marks a finished run
+        shutil.rmtree(run.checkpoints_dir, ignore_errors=True)  # only needed to resume; the student is saved
+    _barrier()
     return doc
+
+
+def _unwrapped(model):
+    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
 
 
 def _epoch_evaluations(log_history: list[dict]) -> list[dict]:

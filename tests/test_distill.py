@@ -237,3 +237,13 @@ def test_an_fp16_checkpoint_loads_as_fp32_weights(tmp_path, bert_teacher):
         (half / f.name).write_bytes(f.read_bytes())
     model, _ = _load_pretrained(str(half), 2, "teacher")
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # Adam on fp16 master weights would not learn
+
+
+def test_the_teacher_cache_key_does_not_depend_on_how_a_number_was_written(tmp_path):
+    from kdbench.data import get_task
+    from kdbench.distill import teacher_cache_dir
+
+    a = teacher_cache_dir("t", get_task("rte"), TrainConfig(epochs=2, learning_rate=1e-3), tmp_path)
+    b = teacher_cache_dir("t", get_task("rte"), TrainConfig(epochs=2.0, learning_rate=0.001), tmp_path)
+    assert a == b
+    assert a != teacher_cache_dir("t", get_task("rte"), TrainConfig(epochs=3, learning_rate=1e-3), tmp_path)
