@@ -725,14 +725,6 @@ def study(
     data_dir: DataDirOpt = None,
     cell: Annotated[str | None, typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
     list_cells: Annotated[bool, typer.Option("--list", help="List the cells and whether each is done.")] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            metavar="K/N",
-            help="Run only shard K of N (0-based; whole runs with their exports), e.g. two processes with "
-            "OMP_NUM_THREADS=1 on one machine, or a job array; then rerun without --shard for the profile and report.",
-        ),
-    ] = None,
     jobs: Annotated[
         int,
         typer.Option(
@@ -741,6 +733,30 @@ def study(
             "shared out. Each cell's output goes to study-log/<cell>.log. The profile always times alone.",
         ),
     ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local: cells run here (--jobs at once); ray: every cell becomes a Ray task with its resource "
+            "request, started once the cells it needs are done, retried if its worker dies (a distillation resumes "
+            "from its checkpoint). Both write the same completion files, so either can resume the other's study.",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor ray: the cluster to join (e.g. auto, or ray://head:10001); default: a new local Ray "
+            "instance. Every node must see the study folder (a shared filesystem)."
+        ),
+    ] = None,
+    cell_resources: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KIND=cpu:N,gpu:M",
+            help="With --executor ray: what a kind of cell (finetune, distill, export, evaluate) asks for, e.g. "
+            "distill=cpu:2,gpu:0.25 to pack four small trainings on a GPU. Default: 1 CPU, and 1 GPU for trainings "
+            "when the study trains on cuda. Repeatable.",
+        ),
+    ] = None,
     report_only: Annotated[
         bool,
         typer.Option("--report", help="Run nothing: write the report from the runs finished so far."),
@@ -763,18 +779,18 @@ def study(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from kdbench.registry import suggest
-    from kdbench.study import cells, load_study, run_study, shard_cells
+    from kdbench.study import cells, load_study, run_study
 
     s = load_study(study_file, teacher, data_dir)
     deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
     if jobs < 1:
         raise KdbenchError(f"--jobs must be at least 1, got {jobs}")
-    chosen_shard = _parse_shard(shard) if shard else None
-    if chosen_shard or cell:  # both name cells: check them before the progress display starts
+    resources = parse_resources(cell_resources or [])
+    if executor not in ("local", "ray"):
+        raise KdbenchError(f"--executor is {executor!r}{suggest(executor, ['local', 'ray'])}; allowed: local, ray")
+    if cell:  # check the cell's name before the progress display starts
         every = cells(s)
-        if chosen_shard:
-            shard_cells(every, chosen_shard)
-        if cell and cell not in {c.id for c in every}:
+        if cell not in {c.id for c in every}:
             raise KdbenchError(f"unknown cell {cell!r}{suggest(cell, [c.id for c in every])}; list them with --list")
     if report_only:
         from kdbench.study import write_study_report
@@ -801,7 +817,7 @@ def study(
             eta = f"~{left / 60:.0f} min left" if left is not None else ""
             bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
 
-        ran = run_study(s, cell, progress, chosen_shard, jobs, deadline)
+        ran = run_study(s, cell, progress, jobs, deadline, executor, address, resources)
     console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
     left = sum(not c.done() for c in cells(s))
     if left and deadline is not None and time.time() >= deadline:
@@ -869,13 +885,26 @@ def parse_duration(option: str, text: str) -> float:
     return seconds
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    from kdbench.errors import KdbenchError
-
-    k, sep, n = text.partition("/")
-    if not (sep and k.isdigit() and n.isdigit() and int(n) > 0):
-        raise KdbenchError(f"--shard is {text!r}; expected K/N with 0 <= K < N, e.g. 0/2")
-    return int(k), int(n)
+def parse_resources(items: list[str]) -> dict[str, dict[str, float]]:
+    """['distill=cpu:2,gpu:0.5'] -> {'distill': {'num_cpus': 2.0, 'num_gpus': 0.5}}."""
+    kinds = ("finetune", "distill", "export", "evaluate")
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        kind, sep, spec = item.partition("=")
+        if not sep or kind not in kinds:
+            raise KdbenchError(
+                f"--cell-resources takes KIND=cpu:N,gpu:M with KIND one of {', '.join(kinds)}; got {item!r}"
+            )
+        for part in spec.split(","):
+            name, _, value = part.partition(":")
+            try:
+                amount = float(value)
+            except ValueError:
+                amount = -1.0
+            if name not in ("cpu", "gpu") or not amount >= 0:
+                raise KdbenchError(f"--cell-resources: {part!r} is not cpu:N or gpu:M with N, M at least 0")
+            out.setdefault(kind, {})[f"num_{name}s"] = amount
+    return out
 
 
 def main() -> None:

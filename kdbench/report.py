@@ -1081,7 +1081,8 @@ def plot_budget(budget: dict, path: Path) -> None:
         ax.set_ylabel("share of the teacher's score")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a task with no budget points yet has no lines
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

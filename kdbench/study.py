@@ -8,12 +8,14 @@ skipped and an interrupted distillation resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kdbench.errors import ConfigError, DeadlineReached, KdbenchError
+from kdbench.errors import ConfigError, DeadlineReached, KdbenchError, check_choice
 from kdbench.registry import suggest
 from kdbench.run import Run
 from kdbench.teacher import DEFAULT_TEACHER
@@ -592,6 +594,7 @@ def _run_cell(study: Study, cell: Cell) -> float:
     record = {
         "kind": cell.kind,
         "seconds": round(seconds, 2),
+        "node": os.environ.get("KDBENCH_NODE") or socket.gethostname(),  # where it ran (a Ray node's id on Ray)
         "started": began.isoformat(timespec="milliseconds"),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
     }
@@ -599,38 +602,32 @@ def _run_cell(study: Study, cell: Cell) -> float:
     return seconds
 
 
-def shard_cells(all_cells: list[Cell], shard: tuple[int, int]) -> list[Cell]:
-    """Shard K of N (0-based): every N-th run with its export and evaluations, and every N-th teacher fine-tune.
-    The profile belongs to no shard: it times alone, after the shards (an unsharded rerun does it and the report)."""
-    k, n = shard
-    if not 0 <= k < n:
-        raise KdbenchError(f"--shard {k}/{n}: K must be 0 to {n - 1}")
-    groups = list(dict.fromkeys(c.group or c.id for c in all_cells if c.kind != "profile"))
-    mine = {g for i, g in enumerate(groups) if i % n == k}
-    return [c for c in all_cells if c.kind != "profile" and (c.group or c.id) in mine]
-
-
 def run_study(
     study: Study,
     only: str | None = None,
     progress: Callable[[str, int, int, float | None], None] | None = None,
-    shard: tuple[int, int] | None = None,
     jobs: int = 1,
     deadline: float | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    resources: dict[str, dict[str, float]] | None = None,
 ) -> list[str]:
-    """Run the pending cells (or just `only`, or shard K of N), then the report; return the ids that ran.
+    """Run the pending cells (or just `only`), then the report; return the ids that ran.
 
     `progress(description, done, total, seconds_left)` is called before each cell; the estimate of time left is the
     mean duration of the cells of each kind finished so far (this session or an earlier one, from the study log),
     times the pending cells of that kind (divided by `jobs`). `jobs` > 1 runs that many cells at once in worker
     processes, each cell once the cells it needs are done (one GPU serves several small trainings at once; on CPU
     the cores are shared out). `deadline` (a `time.time()` value): no cell starts after it, and a training in flight
-    checkpoints and stops, so a rerun continues. Shards write no report: several of them run at once.
+    checkpoints and stops, so a rerun continues. `executor` "ray" runs the cells as Ray tasks instead (on the cluster
+    at `address`, or a local Ray instance): see `_run_on_ray`; `resources` overrides a kind's request
+    ({"distill": {"num_cpus": 2, "num_gpus": 0.5}}).
     """
     import datasets
 
     datasets.disable_progress_bars()  # the study shows one progress bar of its own, not one per tokenisation
-    all_cells = cells(study, deadline) if shard is None else shard_cells(cells(study, deadline), shard)
+    check_choice("executor", executor, EXECUTORS)
+    all_cells = cells(study, deadline)
     if only is not None:
         chosen = [c for c in all_cells if c.id == only]
         if not chosen:
@@ -647,14 +644,15 @@ def run_study(
     durations = _seconds_by_kind(_read_log(study))
     ran: list[str] = []
     try:
-        if jobs == 1:
+        if executor == "ray":
+            _run_on_ray(study, all_cells, pending, durations, progress, deadline, ran, address, resources or {})
+        elif jobs == 1:
             _run_in_order(study, all_cells, pending, durations, progress, deadline, ran)
         else:
             _run_in_parallel(study, all_cells, pending, durations, progress, deadline, jobs, ran)
     except DeadlineReached:
         pass  # the training in flight saved a checkpoint; the report below shows what is finished
-    if shard is None:
-        write_study_report(study)
+    write_study_report(study)
     return ran
 
 
@@ -736,6 +734,99 @@ def _run_in_parallel(study, all_cells, pending, durations, progress, deadline, j
         ran.append(cell.id)
 
 
+EXECUTORS = ("local", "ray")
+
+
+def cell_resources(study: Study, kind: str, overrides: dict[str, dict[str, float]]) -> dict[str, float]:
+    """What a cell of `kind` asks Ray for: a GPU for trainings when the study trains on CUDA and for the profile
+    when it times CUDA, one CPU otherwise; `overrides` (--cell-resources) replace either."""
+    trains_on_gpu = "cuda" in (study.train.get("device"), study.teacher_train.get("device"))
+    gpu = (kind in ("finetune", "distill") and trains_on_gpu) or (
+        kind == "profile" and study.profile.get("device") == "cuda"
+    )
+    return {"num_cpus": 1.0, "num_gpus": 1.0 if gpu else 0.0, **overrides.get(kind, {})}
+
+
+def _group_resources(study: Study, group: list[Cell], overrides: dict) -> dict[str, float]:
+    asks = [cell_resources(study, c.kind, overrides) for c in group]
+    return {k: max(a[k] for a in asks) for k in asks[0]}
+
+
+def _run_on_ray(study, all_cells, pending, durations, progress, deadline, ran, address, overrides) -> None:
+    """Every group of cells (a teacher fine-tune; a run's distillation with its export and evaluations) as one Ray
+    task with its resource request, taking the tasks it needs as arguments (so Ray starts it when they finished).
+    A task whose worker dies is retried (an interrupted distillation resumes from its checkpoint); completion is the
+    same files as the local executor writes, so a study moves between executors. The profile is the last task (it
+    needs every other cell), so it times alone. The study folder must be on a filesystem every node sees."""
+    try:
+        import ray
+    except ImportError:
+        raise KdbenchError("--executor ray needs Ray: pip install 'kdbench[ray]' (or pip install ray)") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise KdbenchError(f"cannot reach a Ray cluster at {address or 'a new local instance'}: {first}") from None
+    study.output_dir.mkdir(parents=True, exist_ok=True)  # the workers' first check is that they see it
+    try:
+        task = ray.remote(max_retries=3)(_ray_group)
+        finished = {c.id for c in all_cells if c.id not in {p.id for p in pending}}
+        groups = _groups(pending)  # the profile, last, needs every other cell: it runs when they are done, alone
+        by_cell: dict[str, object] = {}
+        refs: dict[object, list[Cell]] = {}
+        for group in groups:  # study order: every group's needs are submitted before it
+            needs = [by_cell[n] for c in group for n in c.needs if n in by_cell]
+            ref = task.options(**_group_resources(study, group, overrides)).remote(
+                study, [c.id for c in group], deadline, *needs
+            )
+            refs[ref] = group
+            by_cell.update({c.id: ref for c in group})
+        total, waiting = len(all_cells), list(refs)
+        failure: BaseException | None = None
+        while waiting:
+            if progress:
+                left = [c for r in waiting for c in refs[r]]
+                eta = _eta(left, durations)
+                progress(f"{len(waiting)} Ray tasks pending", len(finished), total, eta)
+            done, waiting = ray.wait(waiting, num_returns=1)
+            try:
+                records = ray.get(done[0])
+            except ray.exceptions.RayTaskError as exc:  # the cell's own error, re-raised once the others finished
+                failure = failure or exc.as_instanceof_cause()
+                continue
+            except ray.exceptions.RayError as exc:
+                failure = failure or KdbenchError(f"a Ray task failed: {str(exc).splitlines()[0]}")
+                continue
+            for cell_id, kind, seconds in records:
+                finished.add(cell_id)
+                durations.setdefault(kind, []).append(seconds)
+                ran.append(cell_id)
+        if failure is not None:
+            raise failure
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_group(study: Study, ids: list[str], deadline: float | None, *_needs) -> list[tuple[str, str, float]]:
+    """A Ray task: check that this node sees the study folder, take the CPUs Ray gave it, run the group's cells."""
+    import socket
+
+    import ray
+
+    if not study.output_dir.is_dir():
+        raise KdbenchError(
+            f"the Ray worker on {socket.gethostname()} cannot see the study folder {study.output_dir}; a Ray cluster "
+            "needs the study on a filesystem every node shares"
+        )
+    os.environ["KDBENCH_NODE"] = ray.get_runtime_context().get_node_id()
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    _worker_init(max(1, int(cpus)))
+    return _run_group(study, ids, deadline)
+
+
 def _worker_init(threads: int) -> None:
     """A study worker: its share of the CPU threads, and no per-tokenisation progress bars."""
     import datasets
@@ -756,6 +847,8 @@ def _run_group(study: Study, ids: list[str], deadline: float | None) -> list[tup
         cell = by_id[cell_id]
         if cell.done():
             continue
+        if _past(deadline):  # no cell starts after the deadline (a queued Ray task may start late)
+            break
         log = study.output_dir / LOG / f"{cell_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         try:

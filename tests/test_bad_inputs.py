@@ -671,7 +671,8 @@ CASES = [
     # --------------------------------------------------------------------------------------------- kdbench study
     case(lambda c: ["study", c.tmp / "no-such-study.yaml"], "study-file-missing"),
     case(lambda c: ["study", c.folder("study.yaml")], "study-file-is-a-folder"),
-    case(lambda c: ["study", c.study(), "--shard", "3/2"], "study-shard-out-of-range"),
+    case(lambda c: ["study", c.study(), "--executor", "slurm"], "study-executor-unknown"),
+    case(lambda c: ["study", c.study(), "--cell-resources", "train=cpu:1"], "study-cell-resources-unknown-kind"),
     case(
         lambda c: ["study", c.study(), "--cell", "distill/rte/half_layer/s7/f1.0"], "study-cell-unknown", "did you mean"
     ),

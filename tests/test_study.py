@@ -168,24 +168,6 @@ def test_bad_sweeps_and_settings_name_the_field(tmp_path, body, message):
         load_study(path)
 
 
-def test_shards_split_whole_runs_and_leave_the_profile_out(tmp_path, tiny_zoo, glue_parquet):
-    from kdbench.study import shard_cells
-
-    path = tmp_path / "study.yaml"
-    path.write_text(SWEEPS + f"students_dir: {tiny_zoo}\ndata_dir: {glue_parquet}\n")
-    every = cells(load_study(path, teacher="some-teacher"))
-    shards = [shard_cells(every, (k, 2)) for k in range(2)]
-    ids = [[c.id for c in shard] for shard in shards]
-    assert sorted(ids[0] + ids[1]) == sorted(c.id for c in every if c.kind != "profile")
-    for shard in shards:  # a run's export and evaluations go where its distillation goes
-        runs = {c.group for c in shard if c.kind == "distill"}
-        assert {c.group for c in shard if c.kind in ("export", "evaluate")} <= runs
-    with pytest.raises(KdbenchError, match="K must be 0 to 1"):
-        shard_cells(every, (2, 2))
-    bad = CliRunner().invoke(app, ["study", str(path), "--shard", "1of2"])
-    assert bad.exit_code == 2 and "expected K/N" in bad.output
-
-
 def test_log_feeds_the_eta_and_the_report_opens_with_setup_and_compute(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
     import json
 
