@@ -547,7 +547,10 @@ class _Finetune:
     @classmethod
     def prepare(cls, teacher: str, task: Task, train: TrainConfig, data_dir: Path | None) -> _Finetune:
         _checked_teacher_config(teacher, train.max_seq_len, "teacher")
+        from transformers import set_seed
+
         data = load_task(task, data_dir, train.max_train_samples, train.max_eval_samples)
+        set_seed(train.seed)  # the new classification head is drawn here: unseeded, two fine-tunes would differ
         model, tokenizer = _load_pretrained(teacher, task.num_labels, "teacher")
         return cls(teacher, task, train, data_dir, model, tokenizer, tokenize(data, task, tokenizer, train.max_seq_len))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -134,7 +135,10 @@ def _onnxruntime() -> dict:
 
 
 def collect(threads: int | None = None) -> dict:
-    """A JSON-ready description of where and with what a measurement ran."""
+    """A JSON-ready description of where and with what a measurement ran; `threads` defaults to PyTorch's intra-op
+    threads when PyTorch is loaded (a training's arithmetic, and so its exact result, depends on them)."""
+    if threads is None and "torch" in sys.modules:
+        threads = sys.modules["torch"].get_num_threads()
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),

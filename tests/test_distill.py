@@ -153,6 +153,20 @@ def test_teacher_fine_tuning_is_cached(bert_teacher, glue_parquet):
     assert other != first
 
 
+def test_the_same_teacher_fine_tune_repeats_exactly_with_a_new_head(bert_teacher, glue_parquet, tmp_path, monkeypatch):
+    """STS-B needs a one-output head that the 2-label checkpoint lacks: it is drawn at random, from the seed."""
+    from safetensors.torch import load_file
+
+    weights = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / name))
+        torch.rand(7)  # whatever ran before in this process must not matter
+        folder = finetune(str(bert_teacher), "stsb", FAST, glue_parquet, log=lambda *_: None)
+        weights.append(load_file(str(folder / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def _weights(folder):
     from safetensors.torch import load_file
 
