@@ -300,23 +300,21 @@ def test_claims_say_how_sure_they_are(tmp_path):
     resamples disagree), and INCONCLUSIVE, with the point-estimate verdict shown, when runs have no predictions."""
     many = verdicts(write_report(make_inputs(tmp_path / "many", PAPER_LIKE), tmp_path / "many" / "out"))
     assert many["layer reduction"] == "holds"
-    few_root = tmp_path / "few"
-    for task, by_student in PAPER_LIKE.items():
-        for name, share in by_student.items():
-            write_run(few_root / "runs", task, name, share, examples=30)
-    write_profile(few_root / "profile.json", list(PAPER_LIKE))
-    few = write_report([few_root / "runs", few_root / "profile.json"], few_root / "out")
-    layer = next(c for c in few["claims"] if c["claim"].startswith("layer reduction"))
+    layer = _layer_claim(tmp_path / "few", examples=30)
     assert layer["verdict"] == "inconclusive" and "bootstrap resamples" in layer["evidence"]
-    none_root = tmp_path / "none"
-    for task, by_student in PAPER_LIKE.items():
-        for name, share in by_student.items():
-            write_run(none_root / "runs", task, name, share, examples=0)
-    write_profile(none_root / "profile.json", list(PAPER_LIKE))
-    blind = write_report([none_root / "runs", none_root / "profile.json"], none_root / "out")
-    layer = next(c for c in blind["claims"] if c["claim"].startswith("layer reduction"))
+    layer = _layer_claim(tmp_path / "none", examples=0)
     assert layer["verdict"] == "inconclusive" and "point estimates say HOLDS" in layer["evidence"]
     assert "have no per-example predictions" in layer["evidence"]
+
+
+def _layer_claim(root, examples: int) -> dict:
+    """The layer-reduction claim of a paper-like study whose runs hold `examples` per-example predictions each."""
+    for task, by_student in PAPER_LIKE.items():
+        for name, share in by_student.items():
+            write_run(root / "runs", task, name, share, examples=examples)
+    write_profile(root / "profile.json", list(PAPER_LIKE))
+    doc = write_report([root / "runs", root / "profile.json"], root / "out")
+    return next(c for c in doc["claims"] if c["claim"].startswith("layer reduction"))
 
 
 def test_scores_and_shares_carry_paired_bootstrap_intervals(tmp_path):
