@@ -818,7 +818,10 @@ def study(
             bar.update(task, description=cell_id, completed=done, total=total, eta=eta)
 
         ran = run_study(s, cell, progress, jobs, deadline, executor, address, resources)
-    console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
+    if cell:  # one job of an array writes no report (many run at once); the report is its own step
+        console.print(f"{s.name}: ran {len(ran)} cell(s); write the report with: kdbench study {study_file} --report")
+    else:
+        console.print(f"{s.name}: ran {len(ran)} cell(s); report: {s.output_dir / 'REPORT.md'}")
     left = sum(not c.done() for c in cells(s))
     if left and deadline is not None and time.time() >= deadline:
         console.print(f"stopped at the time limit with {left} cell(s) left; rerun the same command to continue")

@@ -47,6 +47,7 @@ def test_one_cell_at_a_time_and_skipping_finished_cells(tmp_path, bert_teacher, 
     runner = CliRunner()
     one = runner.invoke(app, ["study", str(path), "--cell", "distill/rte/two_heads_pruned/s7/f1.0"])
     assert one.exit_code == 0, one.output
+    assert "--report" in one.output and not (tmp_path / "out" / "REPORT.md").exists()  # a job of an array: no report
     listing = runner.invoke(app, ["study", str(path), "--list"]).output
     assert "done    distill/rte/two_heads_pruned/s7/f1.0" in listing and "pending distill/rte/half_layers" in listing
     ran = run_study(load_study(path))
