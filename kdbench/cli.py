@@ -761,6 +761,15 @@ def study(
         bool,
         typer.Option("--report", help="Run nothing: write the report from the runs finished so far."),
     ] = False,
+    profile_finished: Annotated[
+        bool,
+        typer.Option(
+            "--profile-finished",
+            help="Train nothing: time the runs finished so far (the study's profile settings; on a quiet machine), "
+            "then write the report, so a stopped study's claims get their speeds. The full profile is redone once "
+            "every run exists.",
+        ),
+    ] = False,
     time_limit: Annotated[
         str | None,
         typer.Option(
@@ -792,9 +801,12 @@ def study(
         every = cells(s)
         if cell not in {c.id for c in every}:
             raise KdbenchError(f"unknown cell {cell!r}{suggest(cell, [c.id for c in every])}; list them with --list")
-    if report_only:
+    if report_only or profile_finished:
+        from kdbench.study import profile_finished as profile_runs
         from kdbench.study import write_study_report
 
+        if profile_finished and profile_runs(s) is None:
+            raise KdbenchError(f"{s.output_dir}: nothing to time (the study has no profile: block, or no finished run)")
         if not write_study_report(s):
             raise KdbenchError(f"{s.output_dir} holds no finished run yet; nothing to report")
         console.print(f"report: {s.output_dir / 'REPORT.md'}")

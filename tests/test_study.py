@@ -1,6 +1,9 @@
 """The study runner on tiny models and data: a full run, skipping finished cells, one cell at a time, and resuming
 after a simulated kill."""
 
+import json
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -50,8 +53,13 @@ def test_one_cell_at_a_time_and_skipping_finished_cells(tmp_path, bert_teacher, 
     assert "--report" in one.output and not (tmp_path / "out" / "REPORT.md").exists()  # a job of an array: no report
     listing = runner.invoke(app, ["study", str(path), "--list"]).output
     assert "done    distill/rte/two_heads_pruned/s7/f1.0" in listing and "pending distill/rte/half_layers" in listing
+    partial = runner.invoke(app, ["study", str(path), "--profile-finished"])  # a stopped study gets its speeds
+    assert partial.exit_code == 0, partial.output
+    timed = json.loads((tmp_path / "out" / "profile.json").read_text())["settings"]["runs"]
+    assert [Path(r).name for r in timed] == ["two_heads_pruned-s7-f1.0"] and (tmp_path / "out" / "REPORT.md").is_file()
     ran = run_study(load_study(path))
     assert "distill/rte/two_heads_pruned/s7/f1.0" not in ran and "distill/rte/half_layers/s7/f1.0" in ran
+    assert "profile" in ran  # the partial profile is redone once every run exists
     bad = runner.invoke(app, ["study", str(path), "--cell", "distill/rte/half_layer/s7/f1.0"])
     assert bad.exit_code == 2 and "did you mean" in bad.output
 
