@@ -726,6 +726,8 @@ def _run_in_parallel(study, all_cells, pending, durations, progress, deadline, j
             report(f"{len(running)} running")
     if failure is not None:
         raise failure
+    done_elsewhere = {c.id for c in all_cells if c.id not in finished and c.kind != "profile" and c.done()}
+    finished |= done_elsewhere  # cells another process (a --cell job) finished meanwhile count as done
     for cell in alone:
         if _past(deadline) or not all(n in finished for n in cell.needs):
             return
