@@ -788,15 +788,15 @@ def study(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from kdbench.registry import suggest
-    from kdbench.study import cells, load_study, run_study
+    from kdbench.study import EXECUTORS, cells, load_study, run_study
 
     s = load_study(study_file, teacher, data_dir)
     deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
     if jobs < 1:
         raise KdbenchError(f"--jobs must be at least 1, got {jobs}")
     resources = parse_resources(cell_resources or [])
-    if executor not in ("local", "ray"):
-        raise KdbenchError(f"--executor is {executor!r}{suggest(executor, ['local', 'ray'])}; allowed: local, ray")
+    if executor not in EXECUTORS:
+        raise KdbenchError(f"--executor is {executor!r}{suggest(executor, EXECUTORS)}; allowed: {', '.join(EXECUTORS)}")
     if cell:  # check the cell's name before the progress display starts
         every = cells(s)
         if cell not in {c.id for c in every}:

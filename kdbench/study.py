@@ -814,8 +814,6 @@ def _run_on_ray(study, all_cells, pending, durations, progress, deadline, ran, a
 
 def _ray_group(study: Study, ids: list[str], deadline: float | None, *_needs) -> list[tuple[str, str, float]]:
     """A Ray task: check that this node sees the study folder, take the CPUs Ray gave it, run the group's cells."""
-    import socket
-
     import ray
 
     if not study.output_dir.is_dir():
