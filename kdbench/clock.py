@@ -138,14 +138,18 @@ def measure_interleaved(
 
 def warm_up(
     call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int, time_s: float
-) -> None:
-    """Untimed calls: at least `runs` of them and at least `time_s` seconds."""
+) -> tuple[float, float]:
+    """Untimed calls: at least `runs` of them and at least `time_s` seconds. Returns (seconds of the first call, seconds
+    of them all): what a deployment pays before its first answer (torch.compile compiles in its first calls)."""
     start = clock.now()
+    first = None
     done = 0
     while done < runs or clock.now() - start < time_s:
         call()
         synchronize()
         done += 1
+        first = clock.now() - start if first is None else first
+    return (first or 0.0), clock.now() - start
 
 
 def measure(

@@ -285,12 +285,14 @@ def _open_sessions(p: Plan, cfg: ProfileConfig, backend, dtype: str, models: dic
 
 def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Clock, progress: Progress) -> dict:
     """Warm every session up at one (batch, seq) point, then time them interleaved; return name -> (samples, blocks,
-    (memory MiB, how measured))."""
-    targets, memory = [], {}
+    (memory MiB, how measured), (first call s, warm-up s))."""
+    targets, memory, warm = [], {}, {}
     for name, session in sessions.items():
         inputs = session.prepare(arrays)
         progress(f"warming up {name}", 0)
-        warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, cfg.warmup_time_s)
+        warm[name] = warm_up(
+            lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, cfg.warmup_time_s
+        )
         memory[name] = session.memory(inputs)  # after warm-up: caches and workspaces exist, as in serving
         targets.append(
             Target(name, lambda s=session, x=inputs: s.run(x), session.synchronize, min_blocks=cfg.min_blocks)
@@ -303,7 +305,7 @@ def _measure_point(cfg: ProfileConfig, sessions: dict, arrays: dict, clock: Cloc
         cfg.max_time_s,
         on_block=lambda t: progress(f"timing {t.name} ({len(t.samples)} runs)", 0),
     )
-    return {t.name: (t.samples, t.blocks, memory[t.name]) for t in targets}
+    return {t.name: (t.samples, t.blocks, memory[t.name], warm[t.name]) for t in targets}
 
 
 def run_profile(
@@ -354,7 +356,7 @@ def run_profile(
                     for batch in cfg.batch_sizes:
                         arrays = make_inputs(vocab, batch, seq, cfg.seed)
                         measured = _measure_point(cfg, sessions, arrays, clock, progress)
-                        for model_name, (samples, blocks, (mem, kind)) in measured.items():
+                        for model_name, (samples, blocks, (mem, kind), (first, warm)) in measured.items():
                             cells.append(
                                 Cell(
                                     model_name,
@@ -370,6 +372,8 @@ def run_profile(
                                     mem,
                                     kind,
                                     tuple(blocks),
+                                    first,
+                                    warm,
                                 )
                             )
                         # variants beyond the first label are extra cells the progress total did not count

@@ -49,6 +49,14 @@ def students_table(rows: list[dict], seq_len: int, teacher_name: str) -> Table:
     return table
 
 
+COMPILED = ("torch-compile",)  # engines whose first call compiles: their tables show what it cost
+FIRST_CALL = "first call s"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
     """One table per (device, backend, dtype): latency, spread, throughput, size and speed-up with its 95 % CI."""
     tables = []
@@ -68,6 +76,7 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
             "GFLOPs/seq",
             "speed-up [95% CI]",
             "peak MB",
+            *(FIRST_CALL,) * (backend in COMPILED),
         ):
             table.add_column(col, justify="left" if col == "student" else "right")
         for c in (c for c in result.cells if c.grid_key()[:3] == (device, backend, dtype)):
@@ -89,6 +98,7 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
                 f"{s['flops_per_sequence'][str(c.seq_len)] / 1e9:.2f}",
                 speed,
                 f"{c.peak_memory_mb:.0f}" if c.peak_memory_mb is not None else "-",
+                *(_seconds(c.first_call_s),) * (backend in COMPILED),
             )
         tables.append(table)
     return tables

@@ -11,7 +11,8 @@ from kdbench.io import atomic_write_json, read_json
 from kdbench.stats import LatencyStats
 
 SCHEMA = "kdbench.profile"
-SCHEMA_VERSION = 2  # 2: each cell records the measuring block of every sample (version 1 files are still read)
+SCHEMA_VERSION = 2  # 2: each cell records the measuring block of every sample (version 1 files are still read);
+# cells may also carry first_call_s and warmup_s (read as None where absent)
 READABLE_VERSIONS = (1, 2)
 
 
@@ -38,6 +39,8 @@ class Cell:
     peak_memory_mb: float | None = None
     memory_kind: str = ""  # what peak_memory_mb measured: process_peak_rss or cuda_weights_plus_peak_activations
     blocks: tuple[int, ...] = ()  # the measuring block of each sample (empty in version 1 files)
+    first_call_s: float | None = None  # seconds of the first untimed call (torch-compile compiles in it); None: unknown
+    warmup_s: float | None = None  # seconds of all untimed warm-up calls before timing started; None: not kept
 
     @property
     def stats(self) -> LatencyStats:
@@ -77,6 +80,8 @@ class Cell:
             "tokens_per_s": self.tokens_per_s,
             "samples_s": list(self.samples),
             "blocks": list(self.blocks),
+            "first_call_s": self.first_call_s,
+            "warmup_s": self.warmup_s,
         }
 
     @classmethod
@@ -104,7 +109,13 @@ class Cell:
             d.get("peak_memory_mb"),
             d.get("memory_kind", ""),
             blocks,
+            _seconds(d.get("first_call_s")),
+            _seconds(d.get("warmup_s")),
         )
+
+
+def _seconds(value) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

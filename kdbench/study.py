@@ -412,7 +412,7 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
     out: list[Cell] = []
     teachers: dict[str, Callable[[], str]] = {}
     for task in dict.fromkeys(s.task for s in specs):
-        folder = _teacher_folder(study, task)
+        folder = teacher_folder(study, task)
         # a distillation run on its own (--cell) fine-tunes its teacher first; otherwise this finds it cached
         teachers[task] = lambda task=task: str(
             finetune(
@@ -480,12 +480,26 @@ def _profile_covers(study: Study, runs: list[Path]) -> bool:
     return {str(r) for r in runs} <= timed
 
 
+def profile_is_current(study: Study) -> bool:
+    """Whether the study's profile.json already times every run finished so far (nothing new to time)."""
+    return bool(study.profile) and _profile_covers(study, _finished_profiled(study))
+
+
+def profiled_runs(study: Study) -> list[Path]:
+    """The run folders the study's profile times (none without a profile: block)."""
+    return _profiled(study, run_specs(study)) if study.profile else []
+
+
+def _finished_profiled(study: Study) -> list[Path]:
+    return [r for r in profiled_runs(study) if _finished(r)]
+
+
 def profile_finished(study: Study):
     """Profile the runs that are finished so far (after a time limit stopped the study), so that a partial study
     still gets a report with speeds. Returns the result, or None when the study has no profile or no finished run."""
     if not study.profile:
         return None
-    runs = [r for r in _profiled(study, run_specs(study)) if _finished(r)]
+    runs = _finished_profiled(study)
     return _profile(study, runs) if runs else None
 
 
@@ -949,7 +963,7 @@ def preamble(study: Study) -> str:
     # teacher fine-tunes found in the cache ran before this study's log: their own metrics hold their time
     reused = []
     for task in (get_task(t).name for t in study.tasks):
-        done = _teacher_folder(study, task) / "metrics.json"
+        done = teacher_folder(study, task) / "metrics.json"
         if f"finetune/{task}" not in log and done.is_file():
             reused.append(read_json(done).get("wall_s", 0.0))
     if by_kind or reused:
@@ -965,7 +979,8 @@ def preamble(study: Study) -> str:
     return "\n".join(lines)
 
 
-def _teacher_folder(study: Study, task: str) -> Path:
+def teacher_folder(study: Study, task: str) -> Path:
+    """Where the study's fine-tuned teacher for `task` is cached (its metrics.json once fine-tuned)."""
     from kdbench.data import get_task
     from kdbench.distill import teacher_cache_dir
 

@@ -3,16 +3,23 @@
     python3 scripts/cuda_check.py OUT_DIR [--dry-run] [--teacher MINILM_DIR --data GLUE_DIR] [--budget-s 540]
                                   [--jobs 6] [--study reports/cuda/study.yaml]
 
-Phases, each bounded and each caught (a failing phase is logged with its traceback and the next one still runs):
-  1. ceilings: the card's bf16 matrix-product TFLOP/s and copy GB/s;
-  2. training steps: samples/s and MFU of a fine-tuning step and a distillation step (MiniLM and roberta-base shapes,
-     batch 12 = the recipe's and 128), bf16 autocast;
-  3. the study (with --teacher/--data): the paper's full recipe through `kdbench study`, several students trained at
-     once on the GPU, stopped cleanly at its share of the budget;
-  4. the zoo profile: roberta-base shape, paper zoo + head sweep + pruned heads, torch eager, fp32 and bf16, batch
-     1/32/256, length 128, achieved TFLOP/s against the ceiling and the head verdict per batch size;
-  5. the study's profile of its finished runs and its report.
-Everything lands in OUT_DIR; `--pack` also writes OUT_DIR/cuda.tar.gz without weights or checkpoints.
+Phases (`--phases` picks some), each bounded and each caught (a failing phase is logged with its traceback and the
+next one still runs):
+  ceilings  the card's bf16 matrix-product TFLOP/s and copy GB/s;
+  steps     samples/s and MFU of a fine-tuning step and a distillation step (MiniLM and roberta-base shapes, batch
+            12 = the recipe's and 128), bf16 autocast;
+  compile   torch.compile with CUDA graphs against eager on the same models (roberta-base shape, teacher, 3L,
+            4AH, 4AH_pruned, bf16, length 128), batch 1 then 256 then 32 while its share of the budget lasts; the
+            first call's seconds (compiling) are kept;
+  trace     a torch.profiler kernel trace of the models behind the anomaly of the first call (bf16 batch 32 slower
+            than the teacher: 9L, 384D, 8AH, 4AH; the teacher at batch 1 and 32), with the GPU's clocks;
+  study     (with --teacher/--data) the paper's full recipe through `kdbench study`, several students trained at
+            once on the GPU, stopped cleanly at its share of the budget; `--continue-from` seeds it with the runs a
+            previous call finished, so only what is missing runs;
+  zoo       the eager profile: roberta-base shape, paper zoo + head sweep + pruned heads, fp32 and bf16, batch
+            1/32/256, length 128, achieved TFLOP/s against the ceiling and the head verdict per batch size;
+then the study's profile of its finished runs and its report. Everything lands in OUT_DIR; `--pack` also writes
+OUT_DIR/cuda.tar.gz without weights or checkpoints.
 """
 
 from __future__ import annotations
@@ -40,6 +47,22 @@ GRID = dict(
     max_time_s=3.0,
 )
 DTYPES = ("fp32", "bf16")
+PHASES = ("ceilings", "steps", "compile", "trace", "study", "zoo")  # in the order they run
+COMPILE = dict(
+    students="3L,4AH,4AH_pruned",  # the layer claim and the head claim, with and without compiling
+    backends=("torch", "torch-compile"),  # eager, then compiled, at each batch size of one run
+    device="cuda",
+    dtypes=("bf16",),
+    seq_lens=(128,),
+    warmup_runs=5,  # reduce-overhead records its CUDA graph in the first few calls
+    warmup_time_s=0.1,
+    min_runs=20,
+    min_time_s=0.2,
+    max_time_s=3.0,
+)
+COMPILE_BATCHES = (1, 256, 32)  # batch 1 first: where CUDA graphs should matter most
+COMPILE_S = 150  # the compile phase's share of the budget; a batch size starts only if the last one fits again
+TRACE = dict(students="9L,384D,8AH,4AH", device="cuda", dtypes=("bf16",), batch_sizes=(32, 1), seq_lens=(128,))
 PROFILE_RESERVE_S = 110  # the zoo profile measured ~19 models x 2 dtypes x 3 batches; kept free of the study's time
 CLOSE_RESERVE_S = 40  # the study's own profile, its report and packing
 STEP_GRID = ((12, "recipe batch"), (128, "large batch"))
@@ -72,7 +95,8 @@ def achieved_rows(result, ceiling_tflops: float) -> list[dict]:
     return rows
 
 
-def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> str:
+def header(env: dict, ceilings: dict | None) -> list[str]:
+    """The card, its software and its measured ceilings: the first lines of cuda_check.md."""
     gpu = env.get("gpu", {})
     v = env.get("versions", {})
     out = [
@@ -80,10 +104,18 @@ def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> 
         "",
         f"Driver {gpu.get('driver')}, CUDA {gpu.get('cuda')}, torch {v.get('torch')}, transformers "
         f"{v.get('transformers')}, Python {env.get('python')}, kdbench commit {env.get('git_commit')}.",
-        "",
-        f"Ceilings: bf16 matmul {ceilings['bf16_matmul_tflops']:.0f} TFLOP/s "
-        f"(n={ceilings['matmul_n']}), device-to-device copy {ceilings['d2d_copy_gbps']:.0f} GB/s.",
     ]
+    if ceilings:
+        out += [
+            "",
+            f"Ceilings: bf16 matmul {ceilings['bf16_matmul_tflops']:.0f} TFLOP/s "
+            f"(n={ceilings['matmul_n']}), device-to-device copy {ceilings['d2d_copy_gbps']:.0f} GB/s.",
+        ]
+    return out
+
+
+def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> str:
+    out = header(env, ceilings)
     for dtype, batch in (("bf16", 256), ("bf16", 1), ("fp32", 256)):
         out += [
             "",
@@ -98,22 +130,24 @@ def markdown(env: dict, ceilings: dict, rows: list[dict], lines, claim: str) -> 
                     f"| {r['student']} | {r['p50_ms']:.2f} | {r['cv'] * 100:.1f} | {r['seq_per_s']:.0f} | "
                     f"{r['tflops']:.1f} | {r['share_of_bf16_ceiling']:.1%} | {r['attn_impl']} |"
                 )
-    out += [
-        "",
-        "## Head verdict",
-        "",
-        "| student | dtype | batch | head dim | speed-up [95% CI] | FLOPs ratio | "
+    out += ["", "## Head verdict", "", *head_rows(lines), "", f"**Head claim:** {claim}", ""]
+    return "\n".join(out)
+
+
+def head_rows(lines) -> list[str]:
+    """The head verdict as a markdown table, one row per student and grid point."""
+    out = [
+        "| student | engine | dtype | batch | head dim | speed-up [95% CI] | FLOPs ratio | "
         "pruned twin | pruned speed-up | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ln in lines:
-        _d, _b, dtype, batch, _s = ln.grid_key
+        _d, backend, dtype, batch, _s = ln.grid_key
         out.append(
-            f"| {ln.student} | {dtype} | {batch} | {ln.head_dim} | {ln.speedup} | {ln.flops_ratio:.2f} | "
+            f"| {ln.student} | {backend} | {dtype} | {batch} | {ln.head_dim} | {ln.speedup} | {ln.flops_ratio:.2f} | "
             f"{ln.pruned or '-'} | {ln.pruned_speedup or '-'} | {ln.outcome} |"
         )
-    out += ["", f"**Head claim:** {claim}", ""]
-    return "\n".join(out)
+    return out
 
 
 def steps_markdown(steps: list[dict]) -> str:
@@ -223,6 +257,182 @@ def run_zoo_profile(out: Path, configs, ceilings: dict) -> dict:
     }
 
 
+def run_compile(out: Path, until: float) -> dict:
+    """Eager against torch.compile with CUDA graphs, one batch size after another (COMPILE_BATCHES) while `until` (a
+    time.time() value) leaves room for the last batch size's time again; each batch size's file is written when done."""
+    from kdbench.profile import ProfileConfig, run_profile
+
+    results, last = [], 0.0
+    for batch in COMPILE_BATCHES:
+        if time.time() + last > until:
+            log(f"compile: batch {batch} left out (the last batch size took {last:.0f} s; the phase's time is spent)")
+            break
+        t0 = time.time()
+        cfg = ProfileConfig(batch_sizes=(batch,), output=out / f"profile-cuda-compile-b{batch}.json", **COMPILE)
+        r = run_profile(cfg)
+        r.save(cfg.output)
+        results.append(r)
+        last = time.time() - t0
+        log(f"compile: batch {batch} done in {last:.0f} s")
+    return compile_summary(results)
+
+
+def compile_summary(results) -> dict:
+    """Per model and batch size: eager and compiled p50, compiled over eager with its interval, the compiled first
+    call's seconds, and each engine's speed-up over its teacher; plus the head verdict per engine."""
+    from kdbench.stats import speedup_interval
+    from kdbench.verdict import head_claim, head_verdicts
+
+    rows, lines = [], []
+    for r in results:
+        by = {(c.student, c.backend, c.batch_size): c for c in r.cells}
+        for (student, backend, batch), compiled in by.items():
+            eager = by.get((student, "torch", batch))
+            if backend != "torch-compile" or eager is None:
+                continue
+            gain = speedup_interval(
+                eager.samples,
+                compiled.samples,
+                baseline_blocks=eager.blocks or None,
+                candidate_blocks=compiled.blocks or None,
+            )
+            rows.append(
+                {
+                    "student": student,
+                    "batch": batch,
+                    "eager_p50_ms": eager.stats.p50 * 1e3,
+                    "compiled_p50_ms": compiled.stats.p50 * 1e3,
+                    "compiled_over_eager": str(gain),
+                    "first_call_s": compiled.first_call_s,
+                    "eager_speedup_over_teacher": str(r.speedup(eager) or "-"),
+                    "compiled_speedup_over_teacher": str(r.speedup(compiled) or "-"),
+                    "engine": compiled.attn_impl,
+                }
+            )
+        lines += head_verdicts(r)
+    md = [
+        "## torch.compile (CUDA graphs) against eager, bf16, length 128",
+        "",
+        "| student | batch | eager p50 ms | compiled p50 ms | compiled over eager [95% CI] | first call s | "
+        "speed-up over teacher, eager | compiled |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for x in rows:
+        first = "-" if x["first_call_s"] is None else f"{x['first_call_s']:.1f}"
+        md.append(
+            f"| {x['student']} | {x['batch']} | {x['eager_p50_ms']:.2f} | {x['compiled_p50_ms']:.2f} | "
+            f"{x['compiled_over_eager']} | {first} | {x['eager_speedup_over_teacher']} | "
+            f"{x['compiled_speedup_over_teacher']} |"
+        )
+    md += ["", *head_rows(lines), "", f"**Head claim, both engines:** {head_claim(lines)}", ""]
+    return {
+        "rows": rows,
+        "head_verdict": [ln.to_dict() for ln in lines],
+        "batches": [r.cells[0].batch_size for r in results if r.cells],
+        "markdown": "\n".join(md),
+    }
+
+
+def run_trace(out: Path) -> dict:
+    """Kernel traces of the models behind the first call's bf16 batch-32 anomaly, with the clocks before and after."""
+    from kdbench.kerneltrace import gpu_clocks, trace_markdown, trace_models
+    from kdbench.profile import ProfileConfig
+
+    before = gpu_clocks()
+    traces = trace_models(ProfileConfig(output=out / "trace.json", **TRACE))
+    after = gpu_clocks()
+    md = ["## Kernel trace (eager, bf16, length 128, roberta-base shape)", "", trace_markdown(traces)]
+    md.append(f"GPU clocks before: {before}; after: {after}\n")
+    return {
+        "clocks_before": before,
+        "clocks_after": after,
+        "traces": [t.to_dict() for t in traces],
+        "markdown": "\n".join(md),
+    }
+
+
+def carried_runs(study, source: Path) -> list[tuple[Path, Path]]:
+    """(finished run in `source`, its place in the study) for every distillation of `study` that `source` (a previous
+    call's results folder, e.g. reports/cuda) holds finished; one trained with another recipe is refused in one line.
+    The teacher's path may differ (a carried folder is named by the machine it was on); its recipe may not.
+
+    Carried runs come without weights, so the study's profile cannot time them again: the runs it times are carried
+    only when all of them are (with the previous profile); otherwise those train again, so the profile has them all."""
+    from kdbench.distill import DistillConfig, recipe_differences
+    from kdbench.errors import KdbenchError
+    from kdbench.run import FINISHED, Run
+    from kdbench.study import _train_config, profiled_runs, run_specs
+
+    pairs = []
+    for spec in run_specs(study):
+        src = source / spec.path.relative_to(study.output_dir)
+        if not src.is_dir() or Run(src).state() != FINISHED:
+            continue
+        recorded = Run(src).config()
+        cfg = DistillConfig(
+            task=spec.task,
+            student=spec.student,
+            teacher=study.teacher,
+            students_dir=study.students_dir,
+            data_dir=study.data_dir,
+            output_dir=spec.path,
+            train=_train_config(study, spec.task, spec.seed, spec.fraction, dict(spec.budget), check_only=True),
+            **dict(spec.recipe),
+        )
+        diffs = [d for d in recipe_differences(recorded, cfg) if not d.startswith(("teacher ", "teacher_checkpoint "))]
+        if diffs:
+            raise KdbenchError(
+                f"--continue-from: {src} was trained with another recipe than study {study.name} asks "
+                f"({'; '.join(diffs)}); continue from a folder of this study's runs"
+            )
+        pairs.append((src, spec.path))
+    profiled = set(profiled_runs(study))
+    if not (profiled <= {dst for _, dst in pairs} and (source / "profile.json").is_file()):
+        again = sorted(str(dst.relative_to(study.output_dir)) for _, dst in pairs if dst in profiled)
+        if again:
+            log(f"--continue-from: not carried, trained again so the study profile can time them: {', '.join(again)}")
+        pairs = [(src, dst) for src, dst in pairs if dst not in profiled]
+    return pairs
+
+
+def seed_study(study, pairs: list[tuple[Path, Path]], source: Path) -> int:
+    """Copy the carried finished runs into the study's folder (only where it holds nothing yet: a run this study
+    started is its own) and the previous study profile, its run paths moved to this folder. Returns runs copied."""
+    from kdbench.io import atomic_write_json, read_json
+    from kdbench.run import ABSENT, Run
+
+    copied = 0
+    for src, dst in pairs:
+        if Run(dst).state() == ABSENT:
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+            copied += 1
+    profile, target = source / "profile.json", study.output_dir / "profile.json"
+    if profile.is_file() and not target.exists():
+        doc = read_json(profile)
+        runs = doc.get("settings", {}).get("runs", [])
+        # a run folder is <study>/runs/<task>/<name>: the same run, moved with the study
+        doc["settings"]["runs"] = [str(study.output_dir / "runs" / Path(r).parent.name / Path(r).name) for r in runs]
+        atomic_write_json(target, doc)
+    return copied
+
+
+def teacher_repeats(study, source: Path) -> dict:
+    """Per task: the score of the earlier call's teacher fine-tune (SOURCE/teachers/<task>.json), which taught the
+    carried students, beside this call's fine-tune with the same seed (bf16 on a GPU need not repeat bit for bit)."""
+    from kdbench.io import read_json
+    from kdbench.study import teacher_folder
+
+    out = {}
+    for task in study.tasks:
+        before, now = source / "teachers" / f"{task}.json", teacher_folder(study, task) / "metrics.json"
+        if before.is_file():
+            out[task] = {
+                "carried": read_json(before).get("score"),
+                "this_call": read_json(now).get("score") if now.is_file() else None,
+            }
+    return out
+
+
 def run_the_study(study, jobs: int, deadline: float) -> dict:
     from kdbench.study import cells, run_study
 
@@ -239,9 +449,12 @@ def run_the_study(study, jobs: int, deadline: float) -> dict:
 
 
 def close_the_study(study) -> None:
-    from kdbench.study import profile_finished, write_study_report
+    from kdbench.study import profile_finished, profile_is_current, write_study_report
 
-    profile_finished(study)
+    if profile_is_current(study):  # e.g. every profiled run was carried over with its timing from an earlier call
+        log("study profile: every finished run is timed already")
+    else:
+        profile_finished(study)
     write_study_report(study)
     log(f"study report: {study.output_dir / 'REPORT.md'}")
 
@@ -273,6 +486,13 @@ def main() -> int:
     ap.add_argument("--data", type=Path, help="GLUE folder holding <task>/{train,validation}.parquet")
     ap.add_argument("--study", type=Path, default=ROOT / "reports" / "cuda" / "study.yaml", help="the study file")
     ap.add_argument("--study-dir", type=Path, help="where the study runs (default OUT/study; a tmpfs is faster)")
+    ap.add_argument(
+        "--continue-from",
+        type=Path,
+        help="a previous call's results folder (reports/cuda): its finished runs and study profile are carried into "
+        "the study, so only what is missing trains",
+    )
+    ap.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {','.join(PHASES)}")
     ap.add_argument("--budget-s", type=float, default=540.0, help="wall seconds for everything")
     ap.add_argument("--jobs", type=int, default=6, help="trainings at once on the GPU")
     ap.add_argument("--pack", action="store_true", help="write OUT/cuda.tar.gz (JSON, markdown, logs; no weights)")
@@ -280,20 +500,38 @@ def main() -> int:
     started = time.time()
     end = started + args.budget_s
 
-    from kdbench.errors import KdbenchError
+    from kdbench.errors import KdbenchError, check_choice
     from kdbench.io import atomic_write_json, atomic_write_text, check_writable
     from kdbench.profile import ProfileConfig, plan
 
-    study = None
+    study, pairs = None, []
     try:
+        phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+        for p in phases:
+            check_choice("--phases", p, PHASES)
         configs = [ProfileConfig(dtype=d, output=args.out / f"profile-cuda-{d}.json", **GRID) for d in DTYPES]
         shapes = plan(configs[0]).shapes
+        compile_shapes = plan(ProfileConfig(batch_sizes=COMPILE_BATCHES, **COMPILE)).shapes
+        trace_shapes = plan(ProfileConfig(**TRACE)).shapes
         check_writable(args.out / "cuda_check.md")
-        log(
-            f"plan: ceilings; training steps; zoo profile of {len(shapes)} models x {len(DTYPES)} dtypes x batch "
-            f"{GRID['batch_sizes']} x length {GRID['seq_lens']} on cuda (torch); budget {args.budget_s:.0f} s; "
-            f"outputs in {args.out}"
-        )
+        log(f"plan: phases {', '.join(phases)}; budget {args.budget_s:.0f} s; outputs in {args.out}")
+        if "zoo" in phases:
+            log(
+                f"plan: zoo profile of {len(shapes)} models x {len(DTYPES)} dtypes x batch {GRID['batch_sizes']} x "
+                f"length {GRID['seq_lens']} on cuda (torch)"
+            )
+        if "compile" in phases:
+            log(
+                f"plan: compile: {', '.join(s.name for s in compile_shapes)} on {' and '.join(COMPILE['backends'])} "
+                f"(CUDA graphs), bf16, batch {', '.join(map(str, COMPILE_BATCHES))} in turn, for {COMPILE_S} s at most"
+            )
+        if "trace" in phases:
+            log(
+                f"plan: trace: {', '.join(s.name for s in trace_shapes)} at bf16, batch "
+                f"{', '.join(map(str, TRACE['batch_sizes']))}, with the GPU's clocks"
+            )
+        if args.continue_from and not (args.teacher and "study" in phases):
+            raise KdbenchError("--continue-from continues the study: it needs --teacher, --data and the study phase")
         if args.teacher or args.data:
             if not (args.teacher and args.data):
                 raise KdbenchError("--teacher and --data go together")
@@ -303,10 +541,14 @@ def main() -> int:
             if carried > CARRY_LIMIT_MIB:
                 raise KdbenchError(f"the call would carry {carried:.1f} MiB; a device call carries {CARRY_LIMIT_MIB}")
             log(f"plan: carried {carried:.1f} MiB of {CARRY_LIMIT_MIB} (repo, wheels, teacher, data)")
+            if args.continue_from:
+                if not args.continue_from.is_dir():
+                    raise KdbenchError(f"--continue-from: {args.continue_from} is not a folder")
+                pairs = carried_runs(study, args.continue_from)
             log(
                 f"plan: study {study.name}: {', '.join(f'{n} {k}' for k, n in kinds.items())} cells on "
-                f"{', '.join(study.tasks)} with {args.jobs} jobs, until {PROFILE_RESERVE_S + CLOSE_RESERVE_S} s "
-                "before the budget ends"
+                f"{', '.join(study.tasks)} with {args.jobs} jobs, until {study_reserve(phases)} s before the budget "
+                "ends" + (f"; {len(pairs)} distillations finished in {args.continue_from} carried over" * bool(pairs))
             )
         if args.dry_run:
             log("dry run: plan checked, nothing measured")
@@ -337,19 +579,42 @@ def main() -> int:
         atomic_write_json(args.out / "cuda_check.json", doc)
         return value
 
-    ceilings = phase("ceilings", lambda: measure_ceilings(min_time_s=0.5))
+    ceilings = phase("ceilings", lambda: measure_ceilings(min_time_s=0.5)) if "ceilings" in phases else None
     doc["ceilings"] = ceilings
     ceiling = ceilings["bf16_matmul_tflops"] if ceilings else None
-    doc["training_steps"] = phase("training_steps", lambda: measure_steps(args.teacher, ceiling))
-    if study is not None:
+    sections = []
+    if "steps" in phases:
+        doc["training_steps"] = phase("training_steps", lambda: measure_steps(args.teacher, ceiling))
+    if "compile" in phases:
+        until = min(time.time() + COMPILE_S, end - study_reserve(phases))
+        doc["compile"] = phase("compile", lambda: run_compile(args.out, until))
+        sections.append(doc["compile"].pop("markdown") if doc["compile"] else "")
+    if "trace" in phases:
+        doc["trace"] = phase("trace", lambda: run_trace(args.out))
+        sections.append(doc["trace"].pop("markdown") if doc["trace"] else "")
+    if study is not None and "study" in phases:
         study.output_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(args.study, study.output_dir / "study.yaml")  # the report's "regenerate" line points at it
-        deadline = end - PROFILE_RESERVE_S - CLOSE_RESERVE_S
+        if pairs:
+            doc["carried_runs"] = phase("carry", lambda: seed_study(study, pairs, args.continue_from))
+        deadline = end - study_reserve(phases)
         doc["study"] = phase("study", lambda: run_the_study(study, args.jobs, deadline))
-    zoo = phase("zoo_profile", lambda: run_zoo_profile(args.out, configs, ceilings)) if ceilings else None
-    if study is not None:
+        if pairs:  # the carried students were taught by the earlier call's teachers: do this call's match them?
+            doc["teacher_repeats"] = teacher_repeats(study, args.continue_from)
+            log(f"teacher fine-tunes, earlier call against this one: {doc['teacher_repeats']}")
+    zoo = None
+    if "zoo" in phases and ceilings:
+        zoo = phase("zoo_profile", lambda: run_zoo_profile(args.out, configs, ceilings))
+    if study is not None and "study" in phases:
         phase("study_report", lambda: close_the_study(study))
-    md = zoo.pop("markdown") if zoo else "# CUDA check\n\nThe zoo profile did not run; see errors.\n"
+    if zoo:
+        md = zoo.pop("markdown")
+    else:
+        md = "\n".join(header(doc["environment"], ceilings)) + "\n"
+        if "zoo" in phases:
+            md += "\nThe zoo profile did not run (no ceilings); see the errors.\n"
+    for section in (s for s in sections if s):
+        md += "\n" + section
     if doc.get("training_steps"):
         md += "\n" + steps_markdown(doc["training_steps"])
     doc.update(zoo or {})
@@ -364,6 +629,11 @@ def main() -> int:
         log(f"packed {pack(args.out, args.study_dir, cache)}")
     log(f"total {time.time() - started:.0f} s; failed phases: {sorted(doc['errors']) or 'none'}")
     return 1 if doc["errors"] else 0
+
+
+def study_reserve(phases: list[str]) -> int:
+    """Seconds kept free of the study at the end of the budget: the zoo profile when it runs, and the close."""
+    return (PROFILE_RESERVE_S if "zoo" in phases else 0) + CLOSE_RESERVE_S
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 # Prepares what scripts/cuda_check.sh needs on a bare GPU machine with no network, in two ignored folders:
 #   .whl/    wheels that machine lacks (datasets, dill, multiprocess from ../shared/device/wheels)
 #   .carry/  the MiniLM teacher as fp16 safetensors (~45 MB) and the study's GLUE tasks from ../shared/glue
-# Then, with the device tool (one call; the study stops itself in time, the tarball holds every result):
-#   run(command="KDBENCH_GIT_COMMIT=$(git rev-parse HEAD) bash scripts/cuda_check.sh \$OUT --teacher .carry/minilm
-#                --data .carry/glue --study-dir /dev/shm/kd/study --budget-s 540 --pack",
+# Then, with the device tool (one call; the study stops itself in time, the tarball holds every result; the first
+# call's results are in reports/cuda, so the next one continues from them and skips the eager zoo profile):
+#   run(command="KDBENCH_GIT_COMMIT=$(git rev-parse HEAD) KDBENCH_CACHE=/dev/shm/kd/cache bash scripts/cuda_check.sh
+#                \$OUT --teacher .carry/minilm --data .carry/glue --study-dir /dev/shm/kd/study
+#                --continue-from reports/cuda --phases ceilings,compile,trace,study --budget-s 540 --jobs 6 --pack",
 #       carry=[".whl", ".carry"], timeout_s=590)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +29,5 @@ for task in rte mrpc stsb cola; do  # the tasks of reports/cuda/study.yaml
   mkdir -p .carry/glue/$task && cp ../shared/glue/$task/*.parquet .carry/glue/$task/
 done
 du -sh .whl .carry
-python3 scripts/cuda_check.py /tmp/cuda-check-dry --dry-run --teacher .carry/minilm --data .carry/glue
+python3 scripts/cuda_check.py /tmp/cuda-check-dry --dry-run --teacher .carry/minilm --data .carry/glue \
+  --study-dir /dev/shm/kd/study --continue-from reports/cuda --phases ceilings,compile,trace,study

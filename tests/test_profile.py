@@ -1,9 +1,12 @@
 """A real (tiny) profile on both backends: models built in code, exported with optimum, timed for real."""
 
+import shutil
+
 import pytest
 
 from kdbench.errors import KdbenchError
 from kdbench.profile import ProfileConfig, plan, run_profile
+from kdbench.render import FIRST_CALL, profile_tables
 from kdbench.results import ProfileResult
 
 FAST = dict(batch_sizes=(1, 2), seq_lens=(16,), warmup_runs=1, warmup_time_s=0.0, min_runs=3, min_time_s=0.0)
@@ -23,6 +26,28 @@ def test_profile_of_tiny_students_on_both_backends(tiny_teacher, tiny_zoo, tmp_p
     path = tmp_path / "out.json"
     result.save(path)
     assert ProfileResult.from_json(path).cells == result.cells
+
+
+@pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="inductor needs a C++ compiler")
+def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(tiny_teacher, tiny_zoo, tmp_path):
+    cfg = ProfileConfig(
+        teacher=str(tiny_teacher),
+        students="half_layers",
+        students_dir=tiny_zoo,
+        backends=("torch", "torch-compile"),
+        **{**FAST, "batch_sizes": (2,)},
+    )
+    result = run_profile(cfg)
+    by = {(c.student, c.backend): c for c in result.cells}
+    compiled = by[("teacher", "torch-compile")]
+    assert compiled.attn_impl.startswith("inductor:") and by[("teacher", "torch")].attn_impl == "sdpa"
+    # the first call compiles (seconds) while an eager first call takes milliseconds; warm-up includes the first call
+    assert compiled.first_call_s > 10 * by[("teacher", "torch")].first_call_s
+    assert all(c.warmup_s >= c.first_call_s > 0 for c in result.cells)
+    result.save(tmp_path / "p.json")
+    assert ProfileResult.from_json(tmp_path / "p.json").cells == result.cells
+    assert FIRST_CALL in [col.header for col in profile_tables(result)[1].columns]  # shown for compiled engines only
+    assert FIRST_CALL not in [col.header for col in profile_tables(result)[0].columns]
 
 
 def test_onnx_export_is_cached_by_shape(tiny_teacher, tiny_zoo):
@@ -62,19 +87,21 @@ def test_config_validation_names_the_setting(kwargs, message):
 
 
 @pytest.mark.gpu
-def test_cuda_profile_in_bf16(tiny_teacher, tiny_zoo):
+@pytest.mark.parametrize("backend,engine", [("torch", "sdpa"), ("torch-compile", "inductor+cudagraphs:")])
+def test_cuda_profile_in_bf16(tiny_teacher, tiny_zoo, backend, engine):
     cfg = ProfileConfig(
         teacher=str(tiny_teacher),
         students="two_heads",
         students_dir=tiny_zoo,
         device="cuda",
         dtype="bf16",
-        backends=("torch",),
+        backends=(backend,),
         **FAST,
     )
     result = run_profile(cfg)
     assert {c.device for c in result.cells} == {"cuda"} and result.environment["gpu"]["available"]
     assert all(c.memory_kind == "cuda_weights_plus_peak_activations" for c in result.cells)
+    assert all(c.attn_impl.startswith(engine) and c.first_call_s > 0 for c in result.cells)  # compiled: CUDA graphs
 
 
 def test_bf16_on_a_cpu_is_refused_unless_the_cpu_has_it_natively(monkeypatch):
