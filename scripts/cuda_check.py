@@ -265,7 +265,8 @@ def run_compile(out: Path, until: float) -> dict:
     results, last = [], 0.0
     for batch in COMPILE_BATCHES:
         if time.time() + last > until:
-            log(f"compile: batch {batch} left out (the last batch size took {last:.0f} s; the phase's time is spent)")
+            took = f"the last batch size took {last:.0f} s; " if results else ""
+            log(f"compile: batch {batch} and after left out ({took}the phase's time is spent)")
             break
         t0 = time.time()
         cfg = ProfileConfig(batch_sizes=(batch,), output=out / f"profile-cuda-compile-b{batch}.json", **COMPILE)

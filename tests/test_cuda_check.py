@@ -246,3 +246,27 @@ def test_a_later_call_continues_from_the_packed_results_of_an_earlier_one(
     with pytest.raises(KdbenchError, match="epochs 3 -> 1"):
         mod.carried_runs(third, source)
     assert not third.output_dir.exists()
+
+
+def test_compile_and_trace_phases_run_end_to_end_on_cpu(tmp_path, tiny_teacher, tiny_zoo, monkeypatch):
+    """The phases' own code on a CPU with tiny models: only the device and the models differ from the GPU call."""
+    mod = load_script()
+    tiny = dict(teacher=str(tiny_teacher), students_dir=tiny_zoo, device="cpu", dtypes=("fp32",), seq_lens=(16,))
+    monkeypatch.setattr(
+        mod, "COMPILE", {**mod.COMPILE, **tiny, "students": "two_heads", "min_runs": 3, "warmup_runs": 1}
+    )
+    monkeypatch.setattr(mod, "COMPILE_BATCHES", (2, 1))
+    monkeypatch.setattr(mod, "TRACE", {**mod.TRACE, **tiny, "students": "half_layers", "batch_sizes": (2,)})
+    import time
+
+    # 0.5 s: the first batch size alone times 4 cells for min_time_s (0.2 s) each, so the second does not start
+    out = mod.run_compile(tmp_path, until=time.time() + 0.5)
+    assert out["batches"] == [2] and (tmp_path / "profile-cuda-compile-b2.json").is_file()
+    assert not (tmp_path / "profile-cuda-compile-b1.json").exists()
+    assert {r["student"] for r in out["rows"]} == {"teacher", "two_heads"} and all(
+        r["first_call_s"] > 0 for r in out["rows"]
+    )
+    assert "## torch.compile (CUDA graphs) against eager" in out["markdown"]
+    traced = mod.run_trace(tmp_path)
+    assert [(t["model"], t["batch_size"]) for t in traced["traces"]] == [("teacher", 2), ("half_layers", 2)]
+    assert "## Kernel trace" in traced["markdown"]
