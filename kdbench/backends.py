@@ -215,6 +215,24 @@ class TorchBackend:
         return {self.name: TorchSession(placed, device, dtype, attention_implementation(placed))}
 
 
+RECOMPILE_LIMIT = 1024  # compiled graphs per forward function: a profile's models x grid points, with room to spare
+
+
+def _fresh_compiler() -> None:
+    """Every model of every family shares one forward function, and TorchDynamo keeps at most `recompile_limit` (8)
+    compiled graphs per function, then runs the rest eagerly with only a log warning: a zoo profile (9 models and
+    more, times its batch sizes) would time eager PyTorch under the torch-compile label. So the limit is raised, and
+    hitting it is an error instead of a silent fallback. The reset drops earlier graphs (sessions opened before this
+    one have not compiled yet: they compile on their first call), so each profile pays its own compiling."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
+    config.fail_on_recompile_limit_hit = True
+
+
 class CompiledBackend(TorchBackend):
     """torch.compile (inductor); on CUDA with mode="reduce-overhead", i.e. CUDA graphs, which remove the launch
     overhead that dominates small batches. The first calls compile; they are part of the warm-up."""
@@ -235,6 +253,7 @@ class CompiledBackend(TorchBackend):
 
         torch.set_num_threads(threads)
         placed = _placed(model, device, dtype)
+        _fresh_compiler()
         mode = "reduce-overhead" if device == "cuda" else None
         progress(f"compiling {entry.name}", 0)
         compiled = torch.compile(placed, mode=mode, dynamic=False)

@@ -29,21 +29,30 @@ def test_profile_of_tiny_students_on_both_backends(tiny_teacher, tiny_zoo, tmp_p
 
 
 @pytest.mark.skipif(not shutil.which("g++") and not shutil.which("c++"), reason="inductor needs a C++ compiler")
-def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(tiny_teacher, tiny_zoo, tmp_path):
+def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(
+    tiny_teacher, tiny_zoo, tmp_path, monkeypatch
+):
+    import torch._dynamo
+
+    # TorchDynamo's own limit of compiled graphs per forward function, lowered from 8 so that this small grid (2 models
+    # x 2 batch sizes) passes it: beyond it, dynamo would silently run eager PyTorch under the torch-compile label
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     cfg = ProfileConfig(
         teacher=str(tiny_teacher),
         students="half_layers",
         students_dir=tiny_zoo,
         backends=("torch", "torch-compile"),
-        **{**FAST, "batch_sizes": (2,)},
+        **{**FAST, "batch_sizes": (1, 2)},
     )
     result = run_profile(cfg)
-    by = {(c.student, c.backend): c for c in result.cells}
-    compiled = by[("teacher", "torch-compile")]
-    assert compiled.attn_impl.startswith("inductor:") and by[("teacher", "torch")].attn_impl == "sdpa"
-    # the first call compiles (seconds) while an eager first call takes milliseconds; warm-up includes the first call
-    assert compiled.first_call_s > 10 * by[("teacher", "torch")].first_call_s
-    assert all(c.warmup_s >= c.first_call_s > 0 for c in result.cells)
+    by = {(c.student, c.backend, c.batch_size): c for c in result.cells}
+    assert by[("teacher", "torch-compile", 1)].attn_impl.startswith("inductor:")
+    assert by[("teacher", "torch", 1)].attn_impl == "sdpa"
+    # every compiled cell's first call compiles (a second at least) while an eager first call takes milliseconds
+    for (student, backend, batch), cell in by.items():
+        if backend == "torch-compile":
+            assert cell.first_call_s > 10 * by[(student, "torch", batch)].first_call_s, (student, batch)
+    assert all(c.warmup_s >= c.first_call_s > 0 for c in result.cells)  # warm-up includes the first call
     result.save(tmp_path / "p.json")
     assert ProfileResult.from_json(tmp_path / "p.json").cells == result.cells
     assert FIRST_CALL in [col.header for col in profile_tables(result)[1].columns]  # shown for compiled engines only
