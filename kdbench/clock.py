@@ -138,9 +138,10 @@ def measure_interleaved(
 
 def warm_up(
     call: Callable[[], object], synchronize: Callable[[], None], clock: Clock, runs: int, time_s: float
-) -> tuple[float, float]:
-    """Untimed calls: at least `runs` of them and at least `time_s` seconds. Returns (seconds of the first call, seconds
-    of them all): what a deployment pays before its first answer (torch.compile compiles in its first calls)."""
+) -> tuple[float | None, float]:
+    """Untimed calls: at least `runs` of them and at least `time_s` seconds. Returns (seconds of the first call, None
+    when there was none, and seconds of them all): what a deployment pays before its first answer (torch.compile
+    compiles in its first calls)."""
     start = clock.now()
     first = None
     done = 0
@@ -149,7 +150,7 @@ def warm_up(
         synchronize()
         done += 1
         first = clock.now() - start if first is None else first
-    return (first or 0.0), clock.now() - start
+    return first, clock.now() - start
 
 
 def measure(

@@ -701,10 +701,12 @@ def _check_run_state(cfg: DistillConfig, run: Run) -> dict | None:
     raise KdbenchError(f"{run.path} holds a run stopped before its first checkpoint; pass --overwrite to restart it")
 
 
-def recipe_differences(recorded: dict, cfg: DistillConfig) -> list[str]:
-    """Fields where `cfg` differs from a run's recorded configuration, as 'field recorded -> given'."""
+def recipe_differences(recorded: dict, cfg: DistillConfig, same_teacher: bool = True) -> list[str]:
+    """Fields where `cfg` differs from a run's recorded configuration, as 'field recorded -> given'. With
+    `same_teacher` False the teacher's paths are not compared (a run carried from another machine)."""
     now = cfg.to_dict()
-    pairs = [(k, recorded.get(k), now[k]) for k in ("student", "teacher", "teacher_checkpoint", *RECIPE_FIELDS)]
+    teacher = ("teacher", "teacher_checkpoint") if same_teacher else ()
+    pairs = [(k, recorded.get(k), now[k]) for k in ("student", *teacher, *RECIPE_FIELDS)]
     pairs.append(
         ("task", get_task(recorded.get("task", "")).name if recorded.get("task") else None, get_task(cfg.task).name)
     )

@@ -406,7 +406,7 @@ def run_specs(study: Study) -> list[RunSpec]:
 def cells(study: Study, deadline: float | None = None) -> list[Cell]:
     """Every cell of the study, in the order they run: teacher fine-tunes, then per run its distillation, export and
     evaluations, then the profile. `deadline` (a `time.time()` value): trainings checkpoint and stop once it passes."""
-    from kdbench.distill import DistillConfig, distill, finetune
+    from kdbench.distill import distill, finetune
 
     specs = run_specs(study)
     out: list[Cell] = []
@@ -430,17 +430,8 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
     export = {k: v for k, v in study.export.items() if k != "tasks"}
     export_tasks = set(study.export.get("tasks") or study.tasks)
     for spec in specs:
-        cfg = lambda spec=spec: DistillConfig(  # noqa: E731
-            task=spec.task,
-            student=spec.student,
-            teacher=study.teacher,
-            teacher_checkpoint=teachers[spec.task](),
-            students_dir=study.students_dir,
-            data_dir=study.data_dir,
-            output_dir=spec.path,
-            train=_train_config(study, spec.task, spec.seed, spec.fraction, dict(spec.budget)),
-            resume=_interrupted(spec.path),
-            **dict(spec.recipe),
+        cfg = lambda spec=spec: spec_config(  # noqa: E731
+            study, spec, teachers[spec.task](), resume=_interrupted(spec.path)
         )
         out.append(
             Cell(
@@ -466,6 +457,25 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
             )
         )
     return out
+
+
+def spec_config(study: Study, spec: RunSpec, teacher_checkpoint: str | None = None, resume: bool = False):
+    """The DistillConfig of one distillation of the study (what its cell runs, and what a finished copy of it
+    elsewhere must have been trained with)."""
+    from kdbench.distill import DistillConfig
+
+    return DistillConfig(
+        task=spec.task,
+        student=spec.student,
+        teacher=study.teacher,
+        teacher_checkpoint=teacher_checkpoint,
+        students_dir=study.students_dir,
+        data_dir=study.data_dir,
+        output_dir=spec.path,
+        train=_train_config(study, spec.task, spec.seed, spec.fraction, dict(spec.budget)),
+        resume=resume,
+        **dict(spec.recipe),
+    )
 
 
 def _profile_covers(study: Study, runs: list[Path]) -> bool:

@@ -359,28 +359,18 @@ def carried_runs(study, source: Path) -> list[tuple[Path, Path]]:
 
     Carried runs come without weights, so the study's profile cannot time them again: the runs it times are carried
     only when all of them are (with the previous profile); otherwise those train again, so the profile has them all."""
-    from kdbench.distill import DistillConfig, recipe_differences
+    from kdbench.distill import recipe_differences
     from kdbench.errors import KdbenchError
     from kdbench.run import FINISHED, Run
-    from kdbench.study import _train_config, profiled_runs, run_specs
+    from kdbench.study import profiled_runs, run_specs, spec_config
 
     pairs = []
     for spec in run_specs(study):
         src = source / spec.path.relative_to(study.output_dir)
-        if not src.is_dir() or Run(src).state() != FINISHED:
+        run = Run(src)
+        if not src.is_dir() or run.state() != FINISHED:
             continue
-        recorded = Run(src).config()
-        cfg = DistillConfig(
-            task=spec.task,
-            student=spec.student,
-            teacher=study.teacher,
-            students_dir=study.students_dir,
-            data_dir=study.data_dir,
-            output_dir=spec.path,
-            train=_train_config(study, spec.task, spec.seed, spec.fraction, dict(spec.budget), check_only=True),
-            **dict(spec.recipe),
-        )
-        diffs = [d for d in recipe_differences(recorded, cfg) if not d.startswith(("teacher ", "teacher_checkpoint "))]
+        diffs = recipe_differences(run.config(), spec_config(study, spec), same_teacher=False)
         if diffs:
             raise KdbenchError(
                 f"--continue-from: {src} was trained with another recipe than study {study.name} asks "
