@@ -401,30 +401,6 @@ def onnx_cache_path(model_type: str, arch_key: str, digest: str = "", opset: int
     return cache_root() / "onnx" / f"{model_type}-{arch_key}-op{opset}-{digest}" / "model.onnx"
 
 
-@contextlib.contextmanager
-def _quiet_export():
-    """Silence the tracer and exporter chatter that would scroll over the progress display."""
-    import logging
-    import warnings
-
-    from transformers.utils import logging as hf_logging
-
-    loggers = [logging.getLogger(n) for n in ("optimum", "transformers")]
-    levels = [lg.level for lg in loggers]
-    hf_level = hf_logging.get_verbosity()
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        hf_logging.set_verbosity_error()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
-        hf_logging.set_verbosity(hf_level)
-
-
 def check_backend(name: str) -> Backend:
     """A backend by name (with a 'did you mean')."""
     return lookup("backend", name, BACKENDS)

@@ -23,24 +23,21 @@ from kdbench.teacher import DEFAULT_TEACHER
 
 class OneLineErrors(TyperGroup):
     """Usage errors (an unknown option or command, a missing or malformed value) as one line and status 2, like
-    every other user error, instead of click's usage box."""
+    every other user error, instead of a usage box. Only typer's public exceptions are caught: TyperException is the
+    base of every usage error typer raises (typer 0.29 and later carry their own click)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        usage, no_args, abort = _click_exceptions()
-        try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except no_args as exc:  # `kdbench` alone: the help, as before
-            exc.show()
-            if standalone_mode:
-                sys.exit(0)
-            raise
-        except usage as exc:
-            where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx else ""
+        args = list(sys.argv[1:] if args is None else args)
+        try:  # `kdbench` alone shows the help, as `kdbench --help` does
+            code = super().main(args or ["--help"], prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
             err_console.print(f"error: {exc.format_message()}{where}", markup=False, highlight=False, soft_wrap=True)
             if standalone_mode:
-                sys.exit(2)
+                sys.exit(exc.exit_code)
             raise
-        except abort:
+        except typer.Abort:
             if standalone_mode:
                 err_console.print("interrupted", markup=False)
                 sys.exit(130)
@@ -48,23 +45,6 @@ class OneLineErrors(TyperGroup):
         if standalone_mode:
             sys.exit(code if isinstance(code, int) else 0)
         return code
-
-
-def _click_exceptions() -> tuple[tuple, tuple, tuple]:
-    """(usage errors, no-arguments help, abort) of the click typer runs on: newer typer vendors its own copy."""
-    import click
-
-    usage, no_args, abort = [click.UsageError], [], [click.Abort]
-    try:
-        from typer._click import exceptions as vendored
-
-        usage.append(vendored.UsageError)
-        no_args.append(vendored.NoArgsIsHelpError)
-        abort.append(typer.Abort)
-    except ImportError:
-        pass
-    no_args += [e for e in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if e]
-    return tuple(usage), tuple(no_args), tuple(abort)
 
 
 app = typer.Typer(

@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-LIBRARIES = ("torch", "transformers", "onnx", "onnxruntime", "onnxruntime-gpu", "optimum", "optimum-onnx", "numpy")
+LIBRARIES = ("torch", "transformers", "accelerate", "datasets", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy")
 
 
 def _cpu_model() -> str:

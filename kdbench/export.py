@@ -8,6 +8,7 @@ failed and refused by later commands unless forced.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ class ExportConfig:
 
     run_dir: Path  # a run folder from `kdbench distill` (holds student/ and config.json)
     opset: int = 18  # ONNX opset
-    optimize: str | None = None  # O1, O2 or O3: ONNX Runtime transformer graph optimisations (through optimum)
+    optimize: str | None = None  # O1, O2 or O3: ONNX Runtime's transformer graph optimisations
     quantize: str | None = None  # int8: dynamic quantisation of the fp32 graph
     parity_samples: int = 256  # evaluation examples compared against PyTorch
 
@@ -158,19 +159,83 @@ def _temp_beside(dest: Path, label: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{label}-", dir=dest.parent))
 
 
+@contextlib.contextmanager
+def _quiet_export():
+    """Silence the tracer and exporter chatter that would scroll over the progress display."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    loggers = [logging.getLogger(n) for n in ("", "torch.onnx", "onnxruntime", "transformers")]
+    levels = [lg.level for lg in loggers]
+    hf_level = hf_logging.get_verbosity()
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        hf_logging.set_verbosity_error()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+        hf_logging.set_verbosity(hf_level)
+
+
+EXPORT_BATCH, EXPORT_SEQ = 2, 16  # the example inputs traced at export; both axes stay dynamic in the graph
+
+
+def export_inputs(model) -> dict:
+    """Example inputs for tracing: a padded batch (the second row's mask ends half-way), so the exported graph
+    applies the attention mask as a served model must; token type ids only for models that use them."""
+    import inspect
+
+    import torch
+
+    config = model.config
+    seq = min(EXPORT_SEQ, getattr(config, "max_position_embeddings", EXPORT_SEQ) - 4)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, config.vocab_size, (EXPORT_BATCH, seq), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, seq // 2 :] = 0
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    uses_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    if uses_types and getattr(config, "type_vocab_size", 1) > 1:
+        inputs["token_type_ids"] = torch.zeros_like(ids)
+    return inputs
+
+
 def onnx_export(model, dest: Path, opset: int) -> Path:
-    """The one ONNX export path, for run folders and the profiler's cache alike: optimum's exporter on the in-memory
-    model (dynamic batch and sequence axes; pruned heads export as built), into a temporary folder renamed to `dest`.
-    Returns dest/model.onnx."""
-    from optimum.exporters.onnx import onnx_export_from_model
+    """The one ONNX export path, for run folders and the profiler's cache alike: `torch.onnx.export` of the in-memory
+    model (fp32, CPU) with dynamic batch and sequence axes, into a temporary folder renamed to `dest`. Pruned heads
+    export as built. Returns dest/model.onnx.
 
-    from kdbench.backends import _quiet_export
+    It uses PyTorch's TorchScript-based exporter (`dynamo=False`), the graph ONNX Runtime's transformer optimiser
+    fuses (its attention, layer-norm and GELU patterns are written for it) and the one optimum used: the dynamo
+    exporter needs onnxscript and gives a graph those fusions do not match."""
+    import inspect
 
+    import torch
+
+    model = model.float().cpu().eval()
+    inputs = export_inputs(model)
+    dynamic = {name: {0: "batch_size", 1: "sequence_length"} for name in inputs}
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     tmp = _temp_beside(dest, "export")
     try:
-        with _quiet_export():
-            onnx_export_from_model(
-                model.float().cpu(), output=tmp, task="text-classification", opset=opset, do_validation=False
+        with _quiet_export(), torch.no_grad():
+            torch.onnx.export(
+                model,
+                (),
+                str(tmp / "model.onnx"),
+                kwargs=inputs,
+                input_names=list(inputs),
+                output_names=["logits"],
+                dynamic_axes={**dynamic, "logits": {0: "batch_size"}},
+                opset_version=opset,
+                do_constant_folding=True,
+                **legacy,
             )
         return _move_into(tmp, dest)
     finally:
@@ -178,28 +243,52 @@ def onnx_export(model, dest: Path, opset: int) -> Path:
 
 
 def onnx_optimize(fp32_dir: Path, level: str, dest: Path) -> Path:
-    """ONNX Runtime's transformer graph optimisations (O1-O3, through optimum) of fp32_dir/model.onnx into `dest`."""
-    from optimum.onnxruntime import AutoOptimizationConfig, ORTOptimizer
+    """ONNX Runtime's own transformer optimiser (`onnxruntime.transformers.optimizer`, shipped in its wheel) on
+    fp32_dir/model.onnx, into `dest`. O1: ONNX Runtime's basic graph optimisations only; O2: its extended ones and
+    the transformer fusions (attention, layer norm, skip layer norm, GELU and bias); O3: O2 with the GELU
+    approximation. The same levels optimum's AutoOptimizationConfig named; heads and width are read off the graph."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")  # BERT, RoBERTa, MPNet, ELECTRA: ORT fuses them all as "bert"
+    options.enable_embed_layer_norm = False  # its fused embedding op needs inputs a RoBERTa graph lacks
+    options.enable_gelu_approximation = level == "O3"
     tmp = _temp_beside(dest, level)
     try:
-        optimizer = ORTOptimizer.from_pretrained(fp32_dir, file_names=["model.onnx"])
-        optimizer.optimize(AutoOptimizationConfig.with_optimization_level(level), save_dir=tmp)
+        with _quiet_export():
+            optimized = optimize_model(
+                str(fp32_dir / "model.onnx"),
+                model_type="bert",
+                num_heads=0,  # 0: detected from the graph (a pruned student has fewer heads than its config says)
+                hidden_size=0,
+                optimization_options=options,
+                opt_level=1 if level == "O1" else 2,
+                use_gpu=False,
+                only_onnxruntime=level == "O1",
+            )
+            optimized.save_model_to_file(str(tmp / "model.onnx"))
         return _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def onnx_quantize(fp32_dir: Path, dest: Path) -> Path:
-    """Dynamic int8 quantisation of fp32_dir/model.onnx into `dest`: int8 weights, activations quantised per call,
-    per-tensor (portable kernels on any x86 or Arm CPU)."""
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    """Dynamic int8 quantisation of fp32_dir/model.onnx into `dest` with ONNX Runtime's quantiser: uint8 weights
+    (symmetric, per tensor) and activations quantised per call, every MatMul included (portable kernels on any x86
+    or Arm CPU; the settings optimum's AutoQuantizationConfig.avx2(is_static=False, per_channel=False) gave)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = _temp_beside(dest, "int8")
     try:
-        quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name="model.onnx")
-        quantizer.quantize(AutoQuantizationConfig.avx2(is_static=False, per_channel=False), save_dir=tmp)
+        with _quiet_export():
+            quantize_dynamic(
+                str(fp32_dir / "model.onnx"),
+                str(tmp / "model.onnx"),
+                per_channel=False,
+                reduce_range=False,
+                weight_type=QuantType.QUInt8,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False, "MatMulConstBOnly": False},
+            )
         return _move_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,7 +307,6 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
 
     run = Run(cfg.run_dir)
     info = run_info(run.path)
-    _check_exporter()
     ort.check("cpu")  # parity is checked on ONNX Runtime's CPU provider
     run.parity()  # a broken parity.json fails here, before anything is written
     tokenizer = AutoTokenizer.from_pretrained(run.student_dir)
@@ -255,15 +343,6 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
             )
         run.write_parity(report)
     return report
-
-
-def _check_exporter() -> None:
-    try:
-        import optimum.exporters.onnx  # noqa: F401
-    except ImportError:
-        raise KdbenchError(
-            "ONNX export needs optimum's exporter: pip install 'optimum-onnx>=0.1,<0.2' (a dependency of kdbench)"
-        ) from None
 
 
 def _extra_variants(cfg: ExportConfig) -> list[tuple[str, dict]]:

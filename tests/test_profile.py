@@ -1,4 +1,4 @@
-"""A real (tiny) profile on both backends: models built in code, exported with optimum, timed for real."""
+"""A real (tiny) profile on both backends: models built in code, exported to ONNX, timed for real."""
 
 import shutil
 
