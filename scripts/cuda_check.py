@@ -167,8 +167,10 @@ def steps_markdown(steps: list[dict]) -> str:
 
 def plan_study(study_file: Path, teacher: str, data: Path, where: Path):
     """Load the study from a copy in `where` (its runs land there), checking every cell and the carried data."""
-    from kdbench.data import get_task, load_task
-    from kdbench.study import cells, load_study
+    from kdbench.study.cells import cells
+    from kdbench.study.spec import load_study
+    from kdbench.tasks.loading import load_task
+    from kdbench.tasks.task import get_task
 
     study = load_study(study_file, teacher, data)
     study = replace(study, output_dir=where)  # runs land in `where`; the study file is copied there when it runs
@@ -199,9 +201,9 @@ def carried_mib(teacher: str | None, data: Path | None, tasks: tuple[str, ...]) 
 
 
 def measure_steps(teacher_dir: str | None, ceiling: float | None, device: str = "cuda") -> list[dict]:
-    from kdbench.students import load_zoo, lookup_student, resolve, teacher_as_student
-    from kdbench.teacher import load_teacher_config, teacher_shape
-    from kdbench.trainspeed import measure_step
+    from kdbench.train.speed import measure_step
+    from kdbench.zoo.students import load_zoo, lookup_student, resolve, teacher_as_student
+    from kdbench.zoo.teacher import load_teacher_config, teacher_shape
 
     out = []
     for name in [n for n in (teacher_dir, "roberta-base") if n]:
@@ -224,10 +226,10 @@ def measure_steps(teacher_dir: str | None, ceiling: float | None, device: str = 
 def run_zoo_profile(out: Path, configs, ceilings: dict) -> dict:
     from rich.console import Console
 
-    from kdbench.profile import run_profile
-    from kdbench.render import head_table, profile_tables
-    from kdbench.results import ProfileResult
-    from kdbench.verdict import head_claim, head_verdicts
+    from kdbench.judge.render import head_table, profile_tables
+    from kdbench.judge.verdict import head_claim, head_verdicts
+    from kdbench.measure.profile import run_profile
+    from kdbench.measure.result import ProfileResult
 
     results = []
     for cfg in configs:
@@ -260,7 +262,7 @@ def run_zoo_profile(out: Path, configs, ceilings: dict) -> dict:
 def run_compile(out: Path, until: float) -> dict:
     """Eager against torch.compile with CUDA graphs, one batch size after another (COMPILE_BATCHES) while `until` (a
     time.time() value) leaves room for the last batch size's time again; each batch size's file is written when done."""
-    from kdbench.profile import ProfileConfig, run_profile
+    from kdbench.measure.profile import ProfileConfig, run_profile
 
     results, last = [], 0.0
     for batch in COMPILE_BATCHES:
@@ -281,8 +283,8 @@ def run_compile(out: Path, until: float) -> dict:
 def compile_summary(results) -> dict:
     """Per model and batch size: eager and compiled p50, compiled over eager with its interval, the compiled first
     call's seconds, and each engine's speed-up over its teacher; plus the head verdict per engine."""
-    from kdbench.stats import speedup_interval
-    from kdbench.verdict import head_claim, head_verdicts
+    from kdbench.judge.verdict import head_claim, head_verdicts
+    from kdbench.measure.stats import speedup_interval
 
     rows, lines = [], []
     for r in results:
@@ -336,8 +338,8 @@ def compile_summary(results) -> dict:
 
 def run_trace(out: Path) -> dict:
     """Kernel traces of the models behind the first call's bf16 batch-32 anomaly, with the clocks before and after."""
-    from kdbench.kerneltrace import gpu_clocks, trace_markdown, trace_models
-    from kdbench.profile import ProfileConfig
+    from kdbench.measure.kerneltrace import gpu_clocks, trace_markdown, trace_models
+    from kdbench.measure.profile import ProfileConfig
 
     before = gpu_clocks()
     traces = trace_models(ProfileConfig(output=out / "trace.json", **TRACE))
@@ -359,10 +361,10 @@ def carried_runs(study, source: Path) -> list[tuple[Path, Path]]:
 
     Carried runs come without weights, so the study's profile cannot time them again: the runs it times are carried
     only when all of them are (with the previous profile); otherwise those train again, so the profile has them all."""
-    from kdbench.distill import recipe_differences
-    from kdbench.errors import KdbenchError
-    from kdbench.run import FINISHED, Run
-    from kdbench.study import profiled_runs, run_specs, spec_config
+    from kdbench.core.errors import KdbenchError
+    from kdbench.results.run import FINISHED, Run
+    from kdbench.study.cells import profiled_runs, run_specs, spec_config
+    from kdbench.train.config import recipe_differences
 
     pairs = []
     for spec in run_specs(study):
@@ -389,8 +391,8 @@ def carried_runs(study, source: Path) -> list[tuple[Path, Path]]:
 def seed_study(study, pairs: list[tuple[Path, Path]], source: Path) -> int:
     """Copy the carried finished runs into the study's folder (only where it holds nothing yet: a run this study
     started is its own) and the previous study profile, its run paths moved to this folder. Returns runs copied."""
-    from kdbench.io import atomic_write_json, read_json
-    from kdbench.run import ABSENT, Run
+    from kdbench.core.io import atomic_write_json, read_json
+    from kdbench.results.run import ABSENT, Run
 
     copied = 0
     for src, dst in pairs:
@@ -410,8 +412,8 @@ def seed_study(study, pairs: list[tuple[Path, Path]], source: Path) -> int:
 def teacher_repeats(study, source: Path) -> dict:
     """Per task: the score of the earlier call's teacher fine-tune (SOURCE/teachers/<task>.json), which taught the
     carried students, beside this call's fine-tune with the same seed (bf16 on a GPU need not repeat bit for bit)."""
-    from kdbench.io import read_json
-    from kdbench.study import teacher_folder
+    from kdbench.core.io import read_json
+    from kdbench.study.cells import teacher_folder
 
     out = {}
     for task in study.tasks:
@@ -425,7 +427,8 @@ def teacher_repeats(study, source: Path) -> dict:
 
 
 def run_the_study(study, jobs: int, deadline: float) -> dict:
-    from kdbench.study import cells, run_study
+    from kdbench.study.cells import cells
+    from kdbench.study.runner import run_study
 
     started = time.time()
 
@@ -440,7 +443,8 @@ def run_the_study(study, jobs: int, deadline: float) -> dict:
 
 
 def close_the_study(study) -> None:
-    from kdbench.study import profile_finished, profile_is_current, write_study_report
+    from kdbench.study.cells import profile_finished, profile_is_current
+    from kdbench.study.report import write_study_report
 
     if profile_is_current(study):  # e.g. every profiled run was carried over with its timing from an earlier call
         log("study profile: every finished run is timed already")
@@ -491,9 +495,10 @@ def main() -> int:
     started = time.time()
     end = started + args.budget_s
 
-    from kdbench.errors import KdbenchError, check_choice
-    from kdbench.io import atomic_write_json, atomic_write_text, check_writable
-    from kdbench.profile import ProfileConfig, plan
+    from kdbench.core.errors import KdbenchError
+    from kdbench.core.io import atomic_write_json, atomic_write_text, check_writable
+    from kdbench.core.names import check_choice
+    from kdbench.measure.profile import ProfileConfig, plan
 
     study, pairs = None, []
     try:
@@ -552,8 +557,8 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    from kdbench import env as envmod
-    from kdbench.ceilings import measure_ceilings
+    from kdbench.core import env as envmod
+    from kdbench.measure.ceilings import measure_ceilings
 
     doc: dict = {"environment": envmod.collect(), "budget_s": args.budget_s, "phases": {}, "errors": {}}
 

@@ -27,33 +27,28 @@ def main() -> None:
     import torch
     from transformers import DataCollatorWithPadding, Trainer
 
-    from kdbench.data import get_task, load_task, tokenize
-    from kdbench.distill import (
-        DistillConfig,
-        TrainConfig,
-        _distillation_module,
-        _kd_trainer_class,
-        _load_pretrained,
-        _training_args,
-        build_student,
-    )
-    from kdbench.students import load_zoo, resolve
-    from kdbench.teacher import teacher_shape
+    from kdbench.tasks.loading import load_task, tokenize
+    from kdbench.tasks.task import get_task
+    from kdbench.train.config import DistillConfig, TrainConfig
+    from kdbench.train.student import build_student
+    from kdbench.train.trainer import distillation_module, kd_trainer_class, load_pretrained, training_args
+    from kdbench.zoo.students import load_zoo, resolve
+    from kdbench.zoo.teacher import teacher_shape
 
     task = get_task("sst2")
     train = TrainConfig(epochs=1, seed=0)
     data = load_task(task, args.data)
-    teacher, tok = _load_pretrained(args.teacher, task.num_labels, "teacher")
+    teacher, tok = load_pretrained(args.teacher, task.num_labels, "teacher")
     shape = resolve(load_zoo()[args.student], teacher_shape(teacher.config, args.teacher))
     tokenized = tokenize(data, task, tok, train.max_seq_len)
     collator = DataCollatorWithPadding(tok)
     cfg = DistillConfig(task="sst2", student=args.student, teacher=args.teacher, train=train)
     student, lmap, _ = build_student(teacher, shape, "teacher")
-    module = _distillation_module()(student, shape.hidden, teacher.config.hidden_size)
+    module = distillation_module()(student, shape.hidden, teacher.config.hidden_size)
     out = Path("/tmp/kdbench-overheads")
-    kd = _kd_trainer_class()(
+    kd = kd_trainer_class()(
         model=module,
-        args=_training_args(train, out / "kd", task, ["validation"]),
+        args=training_args(train, out / "kd", task, ["validation"]),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         data_collator=collator,
@@ -77,7 +72,7 @@ def main() -> None:
     plain_student, _, _ = build_student(teacher, shape, "teacher")
     plain = Trainer(
         model=plain_student,
-        args=_training_args(train, out / "plain", task, ["validation"]),
+        args=training_args(train, out / "plain", task, ["validation"]),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         data_collator=collator,

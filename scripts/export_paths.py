@@ -44,7 +44,7 @@ def old_path(model, dest: Path, variant: str, fp32_dir: Path | None) -> Path:
 
 
 def new_path(model, dest: Path, variant: str, fp32_dir: Path | None) -> Path:
-    from kdbench.export import onnx_export, onnx_optimize, onnx_quantize
+    from kdbench.engines.onnx import onnx_export, onnx_optimize, onnx_quantize
 
     if variant == "fp32":
         return onnx_export(model, dest, 18)
@@ -67,13 +67,15 @@ def main() -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from kdbench.backends import ort_session
-    from kdbench.clock import CpuClock, Target, measure_interleaved, warm_up
-    from kdbench.export import FP32_GOAL, INT8_GOAL, eval_data, ort_logits, parity, torch_logits
-    from kdbench.modeling import load_trained
-    from kdbench.profile import make_inputs
-    from kdbench.run import Run
-    from kdbench.stats import speedup_interval
+    from kdbench.deploy.export import eval_data
+    from kdbench.engines.inference import ort_logits, torch_logits
+    from kdbench.engines.onnx import FP32_GOAL, INT8_GOAL, parity
+    from kdbench.engines.onnxruntime import ort_session
+    from kdbench.measure.clock import CpuClock, Target, measure_interleaved, warm_up
+    from kdbench.measure.profile import make_inputs
+    from kdbench.measure.stats import speedup_interval
+    from kdbench.results.run import Run
+    from kdbench.zoo.modeling import load_trained
 
     run = Run(args.run_dir)
     info = run.finished_config()

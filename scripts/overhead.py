@@ -37,10 +37,11 @@ def main() -> None:
 
     import torch
 
-    from kdbench.backends import ModelEntry, check_backend
-    from kdbench.clock import CpuClock, measure
-    from kdbench.modeling import build_model
-    from kdbench.profile import ProfileConfig, make_inputs, plan
+    from kdbench.engines.base import ModelEntry
+    from kdbench.engines.registry import check_backend
+    from kdbench.measure.clock import CpuClock, measure
+    from kdbench.measure.profile import ProfileConfig, make_inputs, plan
+    from kdbench.zoo.modeling import build_model
 
     p = plan(ProfileConfig(students="" if args.student == "teacher" else args.student, backends=("torch",)))
     shape = next(s for s in p.shapes if s.name == args.student)
@@ -74,14 +75,15 @@ def interleaving_cost(session, inputs, p, entry, model, arrays, args) -> None:
     what switching models between blocks costs (cache and allocator state), in alternating rounds."""
     import torch
 
-    from kdbench.backends import ModelEntry, check_backend
-    from kdbench.clock import CpuClock, Target, measure, measure_interleaved
-    from kdbench.modeling import build_model
+    from kdbench.engines.base import ModelEntry
+    from kdbench.engines.registry import check_backend
+    from kdbench.measure.clock import CpuClock, Target, measure, measure_interleaved
+    from kdbench.zoo.modeling import build_model
 
     other_shape = next(s for s in p.shapes if s.name != entry.name) if len(p.shapes) > 1 else None
     if other_shape is None:
-        from kdbench.students import load_zoo, lookup_student, resolve
-        from kdbench.teacher import teacher_shape
+        from kdbench.zoo.students import load_zoo, lookup_student, resolve
+        from kdbench.zoo.teacher import teacher_shape
 
         other_shape = resolve(lookup_student(load_zoo(), "3L"), teacher_shape(p.teacher_config, "roberta-base"))
     torch.manual_seed(1)

@@ -19,8 +19,8 @@ GRID = ["--students", "4AH,8AH,4AH_pruned,8AH_pruned", "--backends", "torch", "-
 
 
 def run(out: Path, name: str, extra: list[str]) -> tuple[str, list[str]]:
-    from kdbench.results import ProfileResult
-    from kdbench.verdict import head_claim, head_verdicts
+    from kdbench.judge.verdict import head_claim, head_verdicts
+    from kdbench.measure.result import ProfileResult
 
     path = out / f"{name}.json"
     subprocess.run(["kdbench", "profile", *extra, "--output", str(path)], check=True, capture_output=True, text=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdbench.results import Cell, ProfileResult
+from kdbench.measure.result import Cell, ProfileResult
 
 TEACHER = {
     "name": "t",

@@ -14,9 +14,10 @@ import os
 
 import pytest
 
-from kdbench.backends import ModelEntry, check_backend
-from kdbench.modeling import build_model
-from kdbench.profile import ProfileConfig, make_inputs, plan
+from kdbench.engines.base import ModelEntry
+from kdbench.engines.registry import check_backend
+from kdbench.measure.profile import ProfileConfig, make_inputs, plan
+from kdbench.zoo.modeling import build_model
 
 STUDENTS = os.environ.get("KDBENCH_BENCH_STUDENTS", "3L,6L_384D,4AH_pruned")
 BATCH, SEQ, THREADS = 1, 32, os.cpu_count() or 1

@@ -1,0 +1,89 @@
+"""The measuring loop and the clocks, with a fake clock: no sleeps, no real timing."""
+
+import pytest
+
+from kdbench.measure.clock import CpuClock, Target, clock_for, measure, measure_interleaved
+
+
+class FakeClock:
+    """Each timed call takes `step` seconds of fake time; warm-up calls take `step` too."""
+
+    def __init__(self, step: float):
+        self.t = 0.0
+        self.step = step
+        self.calls = 0
+
+    def time_call(self, fn, synchronize):
+        fn()  # a real clock synchronizes here (tested below on CpuClock); the fake leaves it to the loop under test
+        return self.step
+
+    def now(self):
+        return self.t
+
+    def tick(self):
+        self.calls += 1
+        self.t += self.step
+
+
+def run(step, **kw):
+    clock = FakeClock(step)
+    synced = []
+    defaults = dict(warmup_runs=2, min_runs=5, min_time_s=1.0, max_time_s=10.0, warmup_time_s=0.0)
+    samples = measure(clock.tick, lambda: synced.append(1), clock, **{**defaults, **kw})
+    return samples, clock, synced
+
+
+def test_min_time_dominates_for_fast_calls():
+    samples, clock, _ = run(0.125)
+    assert len(samples) == 8  # 1.0 s of 0.125 s calls, warm-up excluded
+    assert clock.calls == 10  # 2 warm-up calls ran but were not sampled
+
+
+def test_min_runs_dominates_for_slow_calls():
+    samples, _, _ = run(0.5, min_runs=5, min_time_s=0.1)
+    assert len(samples) == 5
+
+
+def test_max_time_cuts_a_very_slow_cell_but_keeps_two_samples():
+    samples, _, _ = run(6.0, min_runs=10, max_time_s=10.0)
+    assert len(samples) == 2
+
+
+def test_warmup_time_extends_the_warmup():
+    samples, clock, _ = run(0.125, warmup_runs=1, warmup_time_s=0.5, min_time_s=0.0, min_runs=3)
+    assert len(samples) == 3 and clock.calls == 4 + 3
+
+
+def test_every_warm_up_call_is_synchronized_before_timing_starts():
+    samples, clock, synced = run(0.125, warmup_runs=3)
+    assert len(synced) == 3 and clock.calls == 3 + len(samples)
+
+
+def test_cpu_clock_times_the_call_and_waits_for_the_backend():
+    order = []
+    elapsed = CpuClock().time_call(lambda: order.append("run"), lambda: order.append("sync"))
+    assert order == ["run", "sync"] and elapsed >= 0.0
+
+
+def test_clock_for_cpu():
+    assert isinstance(clock_for("cpu"), CpuClock)
+
+
+@pytest.mark.gpu
+def test_cuda_clock_times_gpu_work():
+    import torch
+
+    clock = clock_for("cuda")
+    a = torch.randn(2048, 2048, device="cuda")
+    assert clock.time_call(lambda: a @ a, torch.cuda.synchronize) > 0
+
+
+def test_interleaving_alternates_blocks_until_every_target_is_done():
+    clock = FakeClock(0.125)
+    order = []
+    fast = Target("fast", lambda: (order.append("fast"), clock.tick()), lambda: None)
+    slow = Target("slow", lambda: (order.append("slow"), clock.tick()), lambda: None)
+    measure_interleaved([fast, slow], clock, min_runs=6, min_time_s=0.0, max_time_s=100.0, block_s=0.25)
+    assert len(fast.samples) == 6 and len(slow.samples) == 6
+    # blocks of two calls (0.25 s), alternating: drift on the machine hits both targets alike
+    assert order == ["fast", "fast", "slow", "slow"] * 3
