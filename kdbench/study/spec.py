@@ -256,7 +256,10 @@ def _build_configs(path: Path, study: Study) -> None:
 
     from kdbench.core.io import check_folder_writable
 
-    at("output_dir", lambda: check_folder_writable(study.output_dir, "output_dir"))
+    try:
+        check_folder_writable(study.output_dir, "output_dir")
+    except KdbenchError as exc:
+        raise KdbenchError(f"{path}: {exc}") from None
     if study.data_dir is not None and not Path(study.data_dir).is_dir():
         raise KdbenchError(f"{path}: data_dir: {study.data_dir} is not a folder (pass --data-dir with a GLUE copy)")
     zoo = at("students_dir", lambda: load_zoo(study.students_dir))

@@ -17,6 +17,7 @@ from kdbench.results.run import WALL_FILE
 from kdbench.tasks.task import Task
 from kdbench.train.config import DistillConfig, TrainConfig
 from kdbench.train.losses import feature_loss, hard_loss, soft_loss
+from kdbench.zoo.teacher import looks_local
 
 
 # ---------------------------------------------------------------------------------- the Trainer that adds the teacher
@@ -227,6 +228,8 @@ def load_pretrained(name: str, num_labels: int, what: str):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = Path(name)
+    if looks_local(name) and not path.exists():
+        raise KdbenchError(f"{what} {name} does not exist; pass a Hugging Face model folder")
     if path.exists() and not (path / "config.json").is_file():
         raise KdbenchError(f"{what} {name} has no config.json; pass a Hugging Face model folder")
     from kdbench.zoo.modeling import fp32_weights

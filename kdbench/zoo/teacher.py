@@ -53,6 +53,12 @@ class TeacherShape:
         return self.hidden // self.heads
 
 
+def looks_local(name: str) -> bool:
+    """Whether a model name can only mean a folder (absolute, ./ ../ or ~/): one that does not exist is then a
+    missing folder, not a hub id to look up."""
+    return name.startswith(("/", "./", "../", "~")) or name in (".", "..")
+
+
 def load_teacher_config(name: str = DEFAULT_TEACHER):
     """Return a transformers PretrainedConfig for `name` (embedded, local folder, or hub id)."""
     from transformers import AutoConfig
@@ -61,6 +67,8 @@ def load_teacher_config(name: str = DEFAULT_TEACHER):
         cfg = dict(EMBEDDED[name])
         return AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     path = Path(name)
+    if looks_local(name) and not path.exists():
+        raise KdbenchError(f"teacher folder {path} does not exist; pass a Hugging Face model folder or hub id")
     if path.exists() and not (path / "config.json").is_file():
         raise KdbenchError(f"teacher folder {path} has no config.json; pass a Hugging Face model folder or hub id")
     try:

@@ -68,8 +68,19 @@ def test_student_the_teacher_cannot_host(bert_teacher, glue_parquet, tiny_zoo, t
 
 
 def test_missing_split_and_bad_labels(bert_teacher, glue_parquet, tiny_zoo, tmp_path):
+    import pandas as pd
+
+    train = glue_parquet / "rte" / "train.parquet"
+    good = pd.read_parquet(train)
+    bad = good.copy()
+    bad.loc[[2, 5], "label"] = 7  # rows 3 and 6 of the file: RTE has labels 0 and 1
+    bad.to_parquet(train)
+    out = tmp_path / "r"
+    assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, out)), "bad label 7 in row(s) 3, 6")
+    good.to_parquet(train)
     (glue_parquet / "rte" / "validation.parquet").unlink()
-    assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "r")), "has no validation split")
+    assert_user_error(invoke(*base(bert_teacher, glue_parquet, tiny_zoo, out)), "has no validation split")
+    assert not out.exists()  # nothing written for either
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without CUDA")

@@ -37,7 +37,6 @@ def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(
 
     # TorchDynamo's own limit of compiled graphs per forward function, lowered from 8 so that this small grid (2 models
     # x 2 batch sizes) passes it: beyond it, dynamo would silently run eager PyTorch under the torch-compile label
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     cfg = ProfileConfig(
         teacher=str(tiny_teacher),
         students="half_layers",
@@ -45,7 +44,9 @@ def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(
         backends=("torch", "torch-compile"),
         **{**FAST, "batch_sizes": (1, 2)},
     )
-    result = run_profile(cfg)
+    # (torch's own patch restores the setting afterwards; pytest's monkeypatch would delete it from torch's config)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        result = run_profile(cfg)
     by = {(c.student, c.backend, c.batch_size): c for c in result.cells}
     assert by[("teacher", "torch-compile", 1)].attn_impl.startswith("inductor:")
     assert by[("teacher", "torch", 1)].attn_impl == "sdpa"
@@ -60,19 +61,44 @@ def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(
     assert FIRST_CALL not in [col.header for col in profile_tables(result)[0].columns]
 
 
-def test_onnx_export_is_cached_by_shape(tiny_teacher, tiny_zoo):
+def test_onnx_export_is_cached_by_shape(tiny_teacher, tiny_zoo, tmp_path, monkeypatch):
+    monkeypatch.setenv("KDBENCH_CACHE", str(tmp_path / "cache"))  # empty: the first run must export
     cfg = ProfileConfig(
         teacher=str(tiny_teacher), students="half_layers", students_dir=tiny_zoo, backends=("onnxruntime",), **FAST
     )
-    run_profile(cfg)
-    descriptions = []
-    run_profile(cfg, progress=lambda d, n: descriptions.append(d))
-    assert not any(d.startswith("exporting") for d in descriptions)
+    first, again = [], []
+    run_profile(cfg, progress=lambda d, n: first.append(d))
+    assert sorted(d for d in first if d.startswith("exporting")) == [
+        "exporting half_layers to ONNX",
+        "exporting teacher to ONNX",
+    ]
+    cached = sorted((tmp_path / "cache" / "onnx").glob("*/model.onnx"))
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    run_profile(cfg, progress=lambda d, n: again.append(d))
+    assert not any(d.startswith("exporting") for d in again)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # the files the first run wrote, untouched
 
 
-def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo):
-    with pytest.raises(KdbenchError, match="unknown student"):
-        plan(ProfileConfig(teacher=str(tiny_teacher), students="nope", students_dir=tiny_zoo))
+def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo, monkeypatch):
+    """A bad student, a student the teacher cannot host, a length past the teacher's positions: each fails before
+    any model is built, warmed up or timed."""
+    from kdbench.measure import profile
+    from kdbench.zoo import modeling
+
+    work = []
+    monkeypatch.setattr(modeling, "build_model", lambda *a, **k: work.append("built"))
+    monkeypatch.setattr(profile, "warm_up", lambda *a, **k: work.append("warmed up"))
+    monkeypatch.setattr(profile, "measure_interleaved", lambda *a, **k: work.append("timed"))
+    (tiny_zoo / "deep.toml").write_text("layers = 9\n")
+    for settings, message in (
+        (dict(students="nope"), "unknown student"),
+        (dict(students="half_layers,deep"), "more than the teacher's 4"),
+        (dict(students="half_layers", seq_lens=(200,)), "longer than teacher"),
+    ):
+        with pytest.raises(KdbenchError, match=message):
+            run_profile(ProfileConfig(teacher=str(tiny_teacher), students_dir=tiny_zoo, **{**FAST, **settings}))
+    assert work == []
 
 
 @pytest.mark.parametrize(

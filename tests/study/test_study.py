@@ -21,6 +21,44 @@ def write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=1):
     return path
 
 
+def uninterrupted(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs):
+    """The same study's half_layers run trained in one go, in a folder of its own: what a resumed run must equal."""
+    folder = tmp_path / "uninterrupted"
+    folder.mkdir()
+    run_study(load_study(write_study(folder, bert_teacher, glue_parquet, tiny_zoo, epochs)), only=HALF)
+    return folder / "out" / "runs" / "rte" / "half_layers-s7-f1.0"
+
+
+def assert_resumed_and_equal(run, reference):
+    """`run` was continued from a checkpoint and ends exactly where the uninterrupted run does: scores, optimizer
+    steps, layer map, and every per-example answer."""
+    import json
+
+    doc, ref = (json.loads((r / "metrics.json").read_text()) for r in (run, reference))
+    assert doc["resumed"] and not ref["resumed"]
+    for key in ("metrics", "teacher_metrics", "optimizer_steps", "layer_map"):
+        assert doc[key] == ref[key], key
+    answers, ref_answers = (json.loads((r / "predictions.json").read_text())["splits"] for r in (run, reference))
+    assert answers == ref_answers
+
+
+HALF = "distill/rte/half_layers/s7/f1.0"
+
+
+def record_resumes(monkeypatch) -> list:
+    """The checkpoint every Trainer.train call of the test continues from (None: from scratch)."""
+    from transformers import Trainer
+
+    starts, train = [], Trainer.train
+
+    def spy(self, *args, resume_from_checkpoint=None, **kwargs):
+        starts.append(resume_from_checkpoint and Path(resume_from_checkpoint).name)
+        return train(self, *args, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train", spy)
+    return starts
+
+
 def test_full_run_then_a_rerun_does_nothing_but_the_report(tmp_path, bert_teacher, glue_parquet, tiny_zoo):
     study = load_study(write_study(tmp_path, bert_teacher, glue_parquet, tiny_zoo))
     ids = [c.id for c in cells(study)]
@@ -69,8 +107,11 @@ def test_resume_after_a_simulated_kill(tmp_path, bert_teacher, glue_parquet, tin
     monkeypatch.setattr(Trainer, "_save_checkpoint", original)
     run = tmp_path / "out" / "runs" / "rte" / "half_layers-s7-f1.0"
     assert (run / "checkpoints").is_dir() and not (run / "metrics.json").exists()
+    starts = record_resumes(monkeypatch)
     ran = run_study(study)
     assert ran[0] == "distill/rte/half_layers/s7/f1.0" and (run / "metrics.json").is_file()
+    assert starts[0] == "checkpoint-3"  # the kill came right after epoch 1's checkpoint (24 rows, batch 8)
+    assert_resumed_and_equal(run, uninterrupted(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=2))
 
 
 def test_bad_study_files(tmp_path):
@@ -204,9 +245,12 @@ def test_a_time_limit_checkpoints_the_training_in_flight_and_a_rerun_continues(
     run = tmp_path / "out" / "runs" / "rte" / "half_layers-s7-f1.0"
     assert (run / "checkpoints").is_dir() and not (run / "metrics.json").exists()
     monkeypatch.setattr(study_mod, "past", past)
+    starts = record_resumes(monkeypatch)
     ran = run_study(study)
     assert ran[0] == "distill/rte/half_layers/s7/f1.0" and (run / "metrics.json").is_file()
+    assert starts[0] == "checkpoint-1"  # the deadline stopped it after its first step
     assert not (run / "checkpoints").exists()
+    assert_resumed_and_equal(run, uninterrupted(tmp_path, bert_teacher, glue_parquet, tiny_zoo, epochs=2))
 
 
 def test_parallel_jobs_run_every_cell_once_after_the_cells_it_needs(tmp_path, bert_teacher, glue_parquet, tiny_zoo):

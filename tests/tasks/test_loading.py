@@ -41,12 +41,22 @@ def test_real_shared_glue_loads_when_present():
 
 
 def test_tokenize_pads_nothing_and_keeps_lengths(glue_parquet, bert_teacher):
+    """Each row keeps exactly its own tokens (batches are padded later, per batch): rows of different lengths stay
+    different, and the length column is what the tokenizer gives that pair alone; a cut at max_seq_len truncates."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(bert_teacher)
-    data = tokenize(load_task(get_task("rte"), glue_parquet), get_task("rte"), tok, max_seq_len=8)
-    row = data["train"][0]
-    assert len(row["input_ids"]) == row["length"] <= 8 and "labels" in row
+    task = get_task("rte")
+    raw = load_task(task, glue_parquet)
+    data = tokenize(raw, task, tok, max_seq_len=64)  # longer than any tiny pair: nothing is cut
+    rows, texts = data["train"], raw["train"]
+    alone = [len(tok(a, b)["input_ids"]) for a, b in zip(texts["sentence1"], texts["sentence2"], strict=True)]
+    assert rows["length"] == alone and [len(ids) for ids in rows["input_ids"]] == alone
+    assert len(set(alone)) > 1 and max(alone) < 64  # padding to the longest row or to max_seq_len would show here
+    assert all(set(mask) == {1} for mask in rows["attention_mask"]) and rows["labels"] == texts["label"]
+    cut = tokenize(raw, task, tok, max_seq_len=8)["train"]
+    assert max(cut["length"]) == 8
+    assert all(len(ids) == n for ids, n in zip(cut["input_ids"], cut["length"], strict=True))
 
 
 @pytest.mark.parametrize(

@@ -111,10 +111,32 @@ def test_distill_writes_a_loadable_run_folder(request, teacher_fixture, data_fix
     assert doc["epochs"] and not (run / "checkpoints").exists()
 
 
-def test_regression_task_uses_mse_losses(bert_teacher, glue_parquet, tmp_path, tiny_zoo):
+def test_regression_task_uses_mse_losses(bert_teacher, glue_parquet, tmp_path, tiny_zoo, monkeypatch):
+    """STS-B: every training step's label loss and soft loss are the mean squared error of the one-output logits
+    (against the scores, and against the teacher's), not a cross-entropy; its metrics are correlations."""
+    import torch.nn.functional as F
+
+    from kdbench.train import trainer
+
+    seen = []
+
+    def spy(kind, real):
+        def loss(student_logits, target, *rest):
+            value = real(student_logits, target, *rest)
+            reference = F.mse_loss(student_logits.squeeze(-1), target.float().reshape(student_logits.shape[0]))
+            seen.append((kind, rest[-1], student_logits.shape[-1], float(value), float(reference)))
+            return value
+
+        return loss
+
+    monkeypatch.setattr(trainer, "hard_loss", spy("label", trainer.hard_loss))
+    monkeypatch.setattr(trainer, "soft_loss", spy("soft", trainer.soft_loss))
     cfg = tiny_cfg(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "run", task="stsb")
     doc = distill(cfg, log=lambda *_: None)
     assert set(doc["metrics"]["validation"]) == {"pearson", "spearman"}
+    assert {kind for kind, *_ in seen} == {"label", "soft"} and len(seen) >= 2 * 3  # 24 rows at batch 8: 3 steps
+    for kind, regression, outputs, value, mse in seen:
+        assert regression and outputs == 1 and value == pytest.approx(mse, rel=1e-5), kind
 
 
 def test_teacher_fine_tuning_is_cached(bert_teacher, glue_parquet):
