@@ -24,6 +24,7 @@ LAYERS = (
     ("train",),
     ("judge",),
     ("study",),
+    ("recommend",),
     ("cli",),
 )
 FLOOR = {folder: i for i, folders in enumerate(LAYERS) for folder in folders}

@@ -41,7 +41,24 @@ StudentsDirOpt = Annotated[
 ]
 
 
-TaskOpt = Annotated[str, typer.Option(help="GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.")]
+TASK_HELP = (
+    "Task: a name (the shipped GLUE tasks cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli, or a task in "
+    "--tasks-dir) or the path of a task file (TOML: data files or a hub dataset, text and label columns, labels, "
+    "metrics; README: Tasks)."
+)
+TaskOpt = Annotated[str, typer.Option(help=TASK_HELP)]
+TasksDirOpt = Annotated[
+    Path | None, typer.Option(help="Folder of task .toml files (default: the shipped tasks in tasks/).")
+]
+
+
+def task_arg(text: str | None) -> str | None:
+    """A --task value as recorded: a task file's absolute path (a run resumed elsewhere still finds it), or the
+    name as typed."""
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    return str(path.resolve()) if path.is_file() else text
 
 
 DataDirOpt = Annotated[

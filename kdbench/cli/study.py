@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from kdbench.cli.app import app, console, err_console, user_errors
-from kdbench.cli.options import DataDirOpt, parse_duration, parse_resources
+from kdbench.cli.options import DataDirOpt, TasksDirOpt, parse_duration, parse_resources
 from kdbench.core.errors import KdbenchError
 
 
@@ -25,8 +25,16 @@ def study(
     ],
     teacher: Annotated[str | None, typer.Option(help="Override the study's teacher (e.g. a local folder).")] = None,
     data_dir: DataDirOpt = None,
+    tasks_dir: TasksDirOpt = None,
     cell: Annotated[str | None, typer.Option(help="Run only this cell (see --list): one job of a job array.")] = None,
-    list_cells: Annotated[bool, typer.Option("--list", help="List the cells and whether each is done.")] = False,
+    list_cells: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            help="List the cells: done, pending, or what a stopped study left and what the next run will do with it "
+            "(resume a training from its last checkpoint, or restart one stopped before its first).",
+        ),
+    ] = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -94,7 +102,7 @@ def study(
     from kdbench.study.runner import EXECUTORS, run_study
     from kdbench.study.spec import load_study
 
-    s = load_study(study_file, teacher, data_dir)
+    s = load_study(study_file, teacher, data_dir, tasks_dir)
     deadline = time.time() + parse_duration("--time-limit", time_limit) if time_limit else None
     if jobs < 1:
         raise KdbenchError(f"--jobs must be at least 1, got {jobs}")
@@ -117,7 +125,8 @@ def study(
         return
     if list_cells:
         for c in cells(s):
-            console.print(f"{'done   ' if c.done() else 'pending'} {c.id}", highlight=False)
+            word, note = c.status()
+            console.print(f"{word:<7} {c.id}" + (f": {note}" if note else ""), highlight=False, markup=False)
         return
     with Progress(
         TextColumn("{task.description}"),

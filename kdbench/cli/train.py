@@ -10,6 +10,7 @@ import typer
 
 from kdbench.cli.app import app, console, user_errors
 from kdbench.cli.options import (
+    TASK_HELP,
     TRAIN_OPTIONS,
     BatchOpt,
     D,
@@ -23,8 +24,10 @@ from kdbench.cli.options import (
     SeqOpt,
     StudentsDirOpt,
     TaskOpt,
+    TasksDirOpt,
     given_options,
     parse_duration,
+    task_arg,
     train_settings,
 )
 from kdbench.core.errors import KdbenchError
@@ -36,6 +39,7 @@ from kdbench.zoo.teacher import DEFAULT_TEACHER
 def finetune(
     task: TaskOpt,
     teacher: Annotated[str, typer.Option(help="Pretrained teacher: hub id or local model folder.")] = DEFAULT_TEACHER,
+    tasks_dir: TasksDirOpt = None,
     data_dir: DataDirOpt = None,
     learning_rate: LrOpt = None,
     epochs: EpochsOpt = None,
@@ -46,20 +50,20 @@ def finetune(
     seed: SeedOpt = None,
     device: DeviceOpt = None,
 ) -> None:
-    """Fine-tune the teacher on a GLUE task and cache it (keyed by teacher, task, data and hyper-parameters)."""
+    """Fine-tune the teacher on a task and cache it (keyed by teacher, task, data and hyper-parameters)."""
     given = given_options(locals())  # first: only the options are local yet
     from kdbench.train.finetune import finetune as run_finetune
 
-    folder = run_finetune(teacher, task, train_settings(given), data_dir, log=console.print)
+    folder = run_finetune(
+        teacher, task_arg(task), train_settings(given), data_dir, log=console.print, tasks_dir=tasks_dir
+    )
     console.print(f"fine-tuned teacher: {folder}")
 
 
 @app.command()
 @user_errors
 def distill(
-    task: Annotated[
-        str | None, typer.Option(help="GLUE task: cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli.")
-    ] = None,
+    task: Annotated[str | None, typer.Option(help=TASK_HELP)] = None,
     student: Annotated[str | None, typer.Option(help="Student name from the zoo (see `kdbench students`).")] = None,
     teacher: Annotated[
         str | None, typer.Option(help=f"Pretrained teacher: hub id or local model folder. Default: {DEFAULT_TEACHER}.")
@@ -68,6 +72,7 @@ def distill(
         str | None, typer.Option(help="An already fine-tuned teacher folder (skips fine-tuning).")
     ] = None,
     students_dir: StudentsDirOpt = None,
+    tasks_dir: TasksDirOpt = None,
     data_dir: DataDirOpt = None,
     output_dir: Annotated[
         Path | None, typer.Option(help="Run folder. Default: runs/<task>/<student>-<teacher>-s<seed>.")
@@ -128,9 +133,9 @@ def distill(
     uniformly; Adam at 5e-5, 10 epochs, batch 12, length 128. Writes the student (save_pretrained), metrics.json,
     config.json and the layer map into the run folder. Every input is checked before anything is written.
     """
-    given = given_options(
-        {k: v for k, v in locals().items() if k not in ("resume", "overwrite", "time_limit")}
-    )  # options
+    given = given_options({k: v for k, v in locals().items() if k not in ("resume", "overwrite", "time_limit")})
+    if "task" in given:
+        given["task"] = task_arg(given["task"])
     from kdbench.judge.render import distill_table
     from kdbench.train.config import DistillConfig
     from kdbench.train.distill import distill as run_distill

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kdbench.core import faults
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.core.names import check_choice
 from kdbench.deploy.export import eval_data, run_info
@@ -56,6 +57,7 @@ def evaluate_run(
             base = _evaluate(run, task, tokenized, tokenizer, backend, "fp32", reference, model)
         doc["loss_vs_fp32"] = base["score"] - doc["score"]
         doc["fp32_score"] = base["score"]
+    faults.point("evaluate")
     with run.writing():
         run.write_evaluation(backend, variant, doc)
     return doc
@@ -83,9 +85,10 @@ def _evaluate(run: Run, task, tokenized, tokenizer, backend: str, variant: str, 
         logits_of = lambda ds: torch_logits(placed, ds, tokenizer)  # noqa: E731
     else:
         logits_of = lambda ds: ort_logits(path, ds, tokenizer)  # noqa: E731
-    metrics = {
-        s: task_metrics(task, logits_of(tokenized[s]), np.asarray(tokenized[s]["labels"])) for s in task.eval_splits
-    }
+    logits = {s: logits_of(tokenized[s]) for s in task.eval_splits}
+    metrics = {s: task_metrics(task, logits[s], np.asarray(tokenized[s]["labels"])) for s in task.eval_splits}
+    first = logits[task.eval_splits[0]]
+    answers = first.reshape(-1).astype(float).tolist() if task.is_regression else first.argmax(-1).tolist()
     return {
         "schema": "kdbench.evaluate",
         "schema_version": 1,
@@ -97,6 +100,8 @@ def _evaluate(run: Run, task, tokenized, tokenizer, backend: str, variant: str, 
         "metric": task.main_metric,
         "examples": {s: len(tokenized[s]) for s in task.eval_splits},
         "sha256": file_sha256(path) if path is not None else None,  # the ONNX file evaluated (None: PyTorch)
+        # per example of the first split, in predictions.json's order: what intervals at this engine resample
+        "answers": answers,
     }
 
 
@@ -106,7 +111,7 @@ def backfill(run_dir: Path) -> dict:
     from transformers import AutoTokenizer
 
     from kdbench.deploy.export import eval_data
-    from kdbench.tasks.task import get_task
+    from kdbench.tasks.task import recorded_task
     from kdbench.zoo.modeling import load_trained
 
     run = Run(run_dir)
@@ -119,7 +124,7 @@ def backfill(run_dir: Path) -> dict:
         raise KdbenchError(
             f"{run.path}: its teacher {teacher_dir} is no longer on disk; per-example predictions need it"
         )
-    task = get_task(info["task"])
+    task = recorded_task(info)
     student = load_trained(run.student_dir)
     teacher = load_trained(teacher_dir)
     tokenizer = AutoTokenizer.from_pretrained(run.student_dir)

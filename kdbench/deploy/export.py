@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdbench.core import faults
 from kdbench.core.errors import ConfigError
 from kdbench.core.names import check_choice
 from kdbench.engines.inference import ort_logits, torch_logits
@@ -23,7 +24,7 @@ from kdbench.engines.onnx import (
 )
 from kdbench.results.run import Run, file_sha256
 from kdbench.tasks.loading import load_task, tokenize
-from kdbench.tasks.task import get_task
+from kdbench.tasks.task import recorded_task
 
 PARITY_FILE = "parity.json"
 
@@ -64,7 +65,7 @@ def run_info(run_dir: Path) -> dict:
 
 def eval_data(info: dict, tokenizer, max_samples: int | None):
     """The run's task evaluation split(s), tokenised as in training."""
-    task = get_task(info["task"])
+    task = recorded_task(info)
     data_dir = Path(info["data_dir"]) if info.get("data_dir") else None
     data = load_task(task, data_dir, max_eval_samples=max_samples, splits=task.eval_splits)
     return task, tokenize(data, task, tokenizer, info["train"]["max_seq_len"])
@@ -97,6 +98,7 @@ def export_run(cfg: ExportConfig, log=print) -> dict:
         report: dict = {}
         run.write_parity(report)
         variants = {"fp32": (onnx_export(model, run.variant_dir("fp32"), cfg.opset), FP32_GOAL)}
+        faults.point("export")
         for name, goal in _extra_variants(cfg):
             if name in OPTIMIZE_LEVELS:
                 path = onnx_optimize(run.variant_dir("fp32"), name, run.variant_dir(name))

@@ -86,4 +86,12 @@ def predictions_document(task: Task, tokenized, student, teacher, tokenizer) -> 
             "student": predict(student, data, tokenizer, task),
             "teacher": predict(teacher, data, tokenizer, task),
         }
-    return {"schema": PREDICTIONS_SCHEMA, "schema_version": 1, "task": task.name, "splits": splits}
+    return {
+        "schema": PREDICTIONS_SCHEMA,
+        "schema_version": 1,
+        "task": task.name,
+        "metric": task.main_metric,  # what the bootstrap recomputes on resampled examples
+        "split": task.eval_splits[0],  # the split a run is scored on
+        "regression": task.is_regression,
+        "splits": splits,
+    }

@@ -12,29 +12,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdbench.tasks.task import Task, get_task
+from kdbench.tasks.task import get_task
 
 RESAMPLES = 1000  # resamples of the evaluation examples; 2.5/97.5 % quantiles and support to about +-1.5 points
-
-
 CONFIDENCE = 0.95
-
-
 SUPPORT = 0.95  # a claim HOLDS when it holds in at least this share of resamples, DOES NOT HOLD at most 1 - SUPPORT
 
 
-def metric_samples(task: Task, labels, predictions, idx: np.ndarray) -> np.ndarray:
-    """The task's main metric on each row of resampled example indices `idx` (R x n), vectorised."""
+def metric_samples(metric: str, labels, predictions, idx: np.ndarray) -> np.ndarray:
+    """A task's main metric on each row of resampled example indices `idx` (R x n), vectorised."""
     y = np.asarray(labels)[idx]
     p = np.asarray(predictions)[idx]
-    metric = task.main_metric
     if metric == "accuracy":
         return (p == y).mean(axis=1)
-    if metric == "pearson":
+    if metric in ("pearson", "spearman"):
+        if metric == "spearman":  # Spearman's rho is Pearson's r of the ranks (ties share their mean rank)
+            from scipy.stats import rankdata
+
+            p, y = rankdata(p, axis=1), rankdata(y, axis=1)
         x = p - p.mean(axis=1, keepdims=True)
         z = y - y.mean(axis=1, keepdims=True)
         denom = np.sqrt((x * x).sum(axis=1) * (z * z).sum(axis=1))
         return np.divide((x * z).sum(axis=1), denom, out=np.zeros(len(idx)), where=denom > 0)
+    if metric == "f1_macro":  # as scikit-learn: the mean F1 over the classes each resample's labels or answers hold
+        scores, present = np.zeros(len(idx)), np.zeros(len(idx))
+        for c in np.union1d(np.unique(y), np.unique(p)):
+            tp = ((p == c) & (y == c)).sum(axis=1).astype(float)
+            seen = (2 * tp + ((p == c) & (y != c)).sum(axis=1) + ((p != c) & (y == c)).sum(axis=1)).astype(float)
+            scores += np.divide(2 * tp, seen, out=np.zeros(len(idx)), where=seen > 0)
+            present += seen > 0
+        return np.divide(scores, present, out=np.zeros(len(idx)), where=present > 0)
     tp = ((p == 1) & (y == 1)).sum(axis=1).astype(float)
     tn = ((p == 0) & (y == 0)).sum(axis=1).astype(float)
     fp = ((p == 1) & (y == 0)).sum(axis=1).astype(float)
@@ -48,10 +55,18 @@ def metric_samples(task: Task, labels, predictions, idx: np.ndarray) -> np.ndarr
     raise AssertionError(f"no vectorised bootstrap for metric {metric}")
 
 
+def scored_on(predictions: dict) -> tuple[str, str]:
+    """(metric, split) a run is scored by: what its predictions file says, or for files written before it said so,
+    its shipped task's main metric and first evaluation split."""
+    if "metric" in predictions and "split" in predictions:
+        return predictions["metric"], predictions["split"]
+    task = get_task(predictions["task"])
+    return task.main_metric, task.eval_splits[0]
+
+
 def first_split(predictions: dict) -> dict:
     """The split a run is scored on (its task's first evaluation split)."""
-    task = get_task(predictions["task"])
-    return predictions["splits"][task.eval_splits[0]]
+    return predictions["splits"][scored_on(predictions)[1]]
 
 
 def resampled(runs: list[dict], resamples: int = RESAMPLES, seed: int = 0) -> dict[int, dict[str, np.ndarray]]:
@@ -64,15 +79,15 @@ def resampled(runs: list[dict], resamples: int = RESAMPLES, seed: int = 0) -> di
         pred = run.get("predictions")
         if not pred:
             continue
-        task = get_task(run["task"])
+        metric, _split = scored_on(pred)
         split = first_split(pred)
         n = len(split["labels"])
-        key = (task.name, n)
+        key = (run["task"], n)
         if key not in indices:
             indices[key] = rng.integers(0, n, size=(resamples, n))
         idx = indices[key]
-        student = metric_samples(task, split["labels"], split["student"], idx)
-        teacher = metric_samples(task, split["labels"], split["teacher"], idx)
+        student = metric_samples(metric, split["labels"], split["student"], idx)
+        teacher = metric_samples(metric, split["labels"], split["teacher"], idx)
         share = np.divide(student, teacher, out=np.full(resamples, np.nan), where=teacher != 0)
         out[i] = {"score": student, "teacher": teacher, "share": share}
     return out

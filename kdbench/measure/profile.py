@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdbench.core import env
+from kdbench.core import env, faults
 from kdbench.core.env import DEVICES, check_device
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.core.names import check_choice
@@ -392,6 +392,7 @@ def _grid_cells(
                     )
                 )  # fmt: skip
             progress(f"{label} {dtype} b={batch} n={seq} done", len(measured) if counted else 0)
+            faults.point("profile")
     return cells
 
 

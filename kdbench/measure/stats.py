@@ -147,3 +147,24 @@ def _batch_means(value: float, lb: np.ndarray, lc: np.ndarray, n: int) -> Interv
     return Interval(
         value, value * float(np.exp(-half)), value * float(np.exp(half)), "batch means", n, int(min(lb.size, lc.size))
     )
+
+
+def latency_interval(samples, blocks, stat: str = "p50") -> Interval:
+    """A cell's typical latency (the median call, "p50", or the 90th percentile, "p90") with a 95 % interval by batch
+    means: the statistic of each measuring block is one observation, and a t interval on their logarithms gives the
+    width (as speedup_interval does for a ratio). With one block only the point is known: the interval is that point
+    and not `sufficient`."""
+    from scipy import stats
+
+    x, b = np.asarray(samples, dtype=float), np.asarray(blocks)
+    q = {"p50": 50, "p90": 90}[stat]
+    value = float(np.percentile(x, q))
+    per_block = np.log([np.percentile(x[b == k], q) for k in np.unique(b)])
+    if per_block.size < 2:
+        return Interval(value, value, value, "batch means", int(x.size), int(per_block.size))
+    half = float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, per_block.size - 1)) * float(
+        per_block.std(ddof=1) / np.sqrt(per_block.size)
+    )
+    centre = float(np.exp(per_block.mean()))
+    low, high = min(centre * float(np.exp(-half)), value), max(centre * float(np.exp(half)), value)
+    return Interval(value, low, high, "batch means", int(x.size), int(per_block.size))

@@ -278,6 +278,15 @@ def last_checkpoint(folder: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
+def remove_partial_checkpoints(folder: Path) -> list[Path]:
+    """Remove the checkpoint folders a kill left half-written (no trainer_state.json: the Trainer writes it last), so
+    that only complete checkpoints stay beside a training that continues; return them. The writer's lock is held."""
+    removed = [p for p in Path(folder).glob("checkpoint-*") if p.is_dir() and not (p / "trainer_state.json").is_file()]
+    for p in removed:
+        shutil.rmtree(p)
+    return removed
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

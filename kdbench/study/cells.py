@@ -26,6 +26,13 @@ class Cell:
     run: Callable[[], object]
     group: str = ""  # cells of one group run in order on one shard (a run's distillation, export, evaluations)
     needs: tuple[str, ...] = ()  # ids of cells that must be done first (a distillation needs its teacher fine-tune)
+    left: Callable[[], tuple[str, str]] | None = None  # what a kill left and the next run does with it (trainings)
+
+    def status(self) -> tuple[str, str]:
+        """("done" | "pending" | "resume" | "restart" | "blocked", what the next run will do): what `--list` shows."""
+        if self.done():
+            return "done", ""
+        return self.left() if self.left else ("pending", "")
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,13 @@ def _suffix(recipe: tuple[tuple[str, object], ...]) -> str:
 
 def run_specs(study: Study) -> list[RunSpec]:
     """Every distillation of every sweep, each once (a run two sweeps share is trained once)."""
-    from kdbench.tasks.task import get_task
     from kdbench.zoo.students import load_zoo, select
 
     zoo = load_zoo(study.students_dir)
     specs: dict[str, RunSpec] = {}
     for sw in study.sweeps:
         students = [s.name for s in select(zoo, sw.students)]
-        for task in (get_task(t).name for t in sw.tasks):
+        for task in sw.tasks:
             for seed in for_task(sw.seeds, task) or [42]:
                 for fraction in for_task(sw.train_fractions, task) or [1.0]:
                     for budget_fields in for_task(sw.budgets, task) or [{}]:
@@ -100,7 +106,13 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
         # a distillation run on its own (--cell) fine-tunes its teacher first; otherwise this finds it cached
         teachers[task] = lambda task=task: str(
             finetune(
-                study.teacher, task, teacher_train_config(study, task), study.data_dir, lambda *_: None, False, deadline
+                study.teacher,
+                study.task(task),
+                teacher_train_config(study, task),
+                study.data_dir,
+                lambda *_: None,
+                False,
+                deadline,
             )
         )
         out.append(
@@ -109,13 +121,14 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
                 "finetune",
                 lambda folder=folder: (folder / "metrics.json").is_file(),
                 teachers[task],
+                left=lambda folder=folder: _training_left(folder.with_name(folder.name + ".work") / "checkpoints"),
             )
         )
     export = {k: v for k, v in study.export.items() if k != "tasks"}
     export_tasks = set(study.export.get("tasks") or study.tasks)
     for spec in specs:
         cfg = lambda spec=spec: spec_config(  # noqa: E731
-            study, spec, teachers[spec.task](), resume=run_interrupted(spec.path)
+            study, spec, teachers[spec.task](), resume=run_resumable(spec.path)
         )
         out.append(
             Cell(
@@ -125,6 +138,7 @@ def cells(study: Study, deadline: float | None = None) -> list[Cell]:
                 lambda cfg=cfg: distill(cfg(), log=lambda *_: None, progress=False, deadline=deadline),
                 spec.id,
                 (f"finetune/{spec.task}",),
+                left=lambda run=spec.path: _run_left(Run(run)),
             )
         )
         if study.export and spec.task in export_tasks:
@@ -149,7 +163,8 @@ def spec_config(study: Study, spec: RunSpec, teacher_checkpoint: str | None = No
     from kdbench.train.config import DistillConfig
 
     return DistillConfig(
-        task=spec.task,
+        task=study.task_refs.get(spec.task, spec.task),
+        tasks_dir=study.tasks_dir,
         student=spec.student,
         teacher=study.teacher,
         teacher_checkpoint=teacher_checkpoint,
@@ -239,10 +254,38 @@ def profiled_paths(study: Study, specs: list[RunSpec]) -> list[Path]:
     return list(chosen.values())
 
 
-def run_interrupted(run: Path) -> bool:
-    from kdbench.results.run import INTERRUPTED, Run
+def run_resumable(run: Path) -> bool:
+    """Whether a distillation's folder holds a run kdbench started and did not finish: it continues from its last
+    checkpoint, or starts again from scratch when it was stopped before its first one."""
+    from kdbench.results.run import INTERRUPTED, STARTED
 
-    return Run(run).state() == INTERRUPTED
+    return Run(run).state() in (INTERRUPTED, STARTED)
+
+
+def _run_left(run: Run) -> tuple[str, str]:
+    """What the next run of the study does with a distillation's folder."""
+    from kdbench.results.run import FOREIGN, INTERRUPTED, STARTED
+
+    state = run.state()
+    if state == INTERRUPTED:
+        return "resume", f"continues from {Path(run.last_checkpoint()).name}"
+    if state == STARTED:
+        return "restart", "stopped before its first checkpoint: starts again from scratch"
+    if state == FOREIGN:
+        return "blocked", f"{run.path} holds files kdbench did not write; it never touches them"
+    return "pending", ""
+
+
+def _training_left(checkpoints: Path) -> tuple[str, str]:
+    """What the next run does with a teacher fine-tune a kill interrupted (its work folder's checkpoints)."""
+    from kdbench.results.run import last_checkpoint
+
+    found = last_checkpoint(checkpoints)
+    if found:
+        return "resume", f"continues from {Path(found).name}"
+    if checkpoints.parent.is_dir():
+        return "restart", "stopped before its first checkpoint: starts again from scratch"
+    return "pending", ""
 
 
 def _exported(run: Path, variants: list[str]) -> bool:
@@ -360,7 +403,6 @@ def time_left(pending: list[Cell], durations: dict[str, list[float]]) -> float |
 
 def teacher_folder(study: Study, task: str) -> Path:
     """Where the study's fine-tuned teacher for `task` is cached (its metrics.json once fine-tuned)."""
-    from kdbench.tasks.task import get_task
     from kdbench.train.finetune import teacher_cache_dir
 
-    return teacher_cache_dir(study.teacher, get_task(task), teacher_train_config(study, task), study.data_dir)
+    return teacher_cache_dir(study.teacher, study.task(task), teacher_train_config(study, task), study.data_dir)

@@ -25,11 +25,10 @@ def baselines(study: Study) -> dict[str, float]:
     """Per task, the score of always answering the training split's majority class on the evaluation split."""
     from kdbench.tasks.loading import load_task
     from kdbench.tasks.metrics import majority_baseline
-    from kdbench.tasks.task import get_task
 
     out = {}
     for name in study.tasks:
-        task = get_task(name)
+        task = study.task(name)
         data = load_task(task, study.data_dir, splits=("train", task.eval_splits[0]))
         out[task.name] = majority_baseline(task, data["train"]["label"], data[task.eval_splits[0]]["label"])
     return out
@@ -53,7 +52,6 @@ def _budget(fields_: dict) -> str:
 def preamble(study: Study) -> str:
     """REPORT.md's opening: the study's setup as run (teacher, sweeps, budgets) and its compute time by cell kind."""
     from kdbench.core.io import read_json
-    from kdbench.tasks.task import get_task
 
     teacher = Path(study.teacher).name if Path(study.teacher).exists() else study.teacher
     lines = [
@@ -89,7 +87,7 @@ def preamble(study: Study) -> str:
     by_kind = seconds_by_kind(log)
     # teacher fine-tunes found in the cache ran before this study's log: their own metrics hold their time
     reused = []
-    for task in (get_task(t).name for t in study.tasks):
+    for task in study.tasks:
         done = teacher_folder(study, task) / "metrics.json"
         if f"finetune/{task}" not in log and done.is_file():
             reused.append(read_json(done).get("wall_s", 0.0))

@@ -17,6 +17,7 @@ FIELDS = (
     "tasks",
     "students",
     "students_dir",
+    "tasks_dir",
     "seeds",
     "train",
     "task_train",
@@ -43,7 +44,7 @@ class Sweep:
     """A block of distillations: every task x seed x training fraction x student."""
 
     name: str  # shown in the report ("main" for the study's top-level grid)
-    tasks: tuple[str, ...]  # GLUE tasks
+    tasks: tuple[str, ...]  # task names (the file's entries, names or task files, resolved at load)
     students: str  # names or groups, comma-separated
     seeds: dict = field(default_factory=dict)  # task -> list of seeds; "default" for the rest
     train_fractions: dict = field(default_factory=dict)  # task -> fractions of the training rows (1.0 = all)
@@ -59,8 +60,10 @@ class Study:
     teacher: str  # pretrained teacher: hub id or local folder
     sweeps: tuple[Sweep, ...]  # the top-level grid ("main") first, then the file's `sweeps`
     output_dir: Path  # where runs, profile and report go
-    data_dir: Path | None = None  # local GLUE copy (None: the hub)
+    data_dir: Path | None = None  # local copy of hub tasks' data, e.g. GLUE (None: the hub)
     students_dir: Path | None = None  # student files (None: the shipped zoo)
+    tasks_dir: Path | None = None  # task files (None: the shipped tasks)
+    task_refs: dict = field(default_factory=dict)  # task name -> what resolves it: a name, or a task file's path
     train: dict = field(default_factory=dict)  # TrainConfig fields for every distillation
     task_train: dict = field(default_factory=dict)  # task -> TrainConfig fields overriding `train`
     teacher_train: dict = field(default_factory=dict)  # TrainConfig fields of the teacher fine-tunes (None: `train`)
@@ -73,6 +76,12 @@ class Study:
     def tasks(self) -> tuple[str, ...]:
         """Every task of every sweep, in first-seen order."""
         return tuple(dict.fromkeys(t for sw in self.sweeps for t in sw.tasks))
+
+    def task(self, name: str):
+        """The Task a name of this study stands for (one of its tasks, or a shipped or tasks_dir task)."""
+        from kdbench.tasks.task import resolve_task
+
+        return resolve_task(self.task_refs.get(name, name), self.tasks_dir)
 
 
 def _read_mapping(path: Path) -> dict:
@@ -109,11 +118,12 @@ def _per_task(value, default: list) -> dict:
     return value if isinstance(value, dict) else {"default": default if value is None else value}
 
 
-def _sweep(data: dict, name: str) -> Sweep:
+def _sweep(data: dict, name: str, names: dict[str, str]) -> Sweep:
+    """A sweep of the file, its task entries (names or task files) replaced by the tasks' names."""
     students = data["students"]
     return Sweep(
         name=name,
-        tasks=tuple(data["tasks"]),
+        tasks=tuple(names[t] for t in data["tasks"]),
         students=",".join(students) if isinstance(students, list) else students,
         seeds=_per_task(data.get("seeds"), [42]),
         train_fractions=_per_task(data.get("train_fractions"), [1.0]),
@@ -151,8 +161,11 @@ def _check_settings(path: Path, data: dict) -> None:
             _check_fields(f"{path}: {name}", value, allowed, ())
 
 
-def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = None) -> Study:
-    """Read a study file (YAML or TOML); `teacher` and `data_dir` override the file's (they are machine paths).
+def load_study(
+    path: Path, teacher: str | None = None, data_dir: Path | None = None, tasks_dir: Path | None = None
+) -> Study:
+    """Read a study file (YAML or TOML); `teacher`, `data_dir` and `tasks_dir` override the file's (they are machine
+    paths). `tasks` (and a sweep's) list task names or task files (relative to the study file).
 
     `seeds` and `train_fractions` are a list (every task) or a mapping task -> list with an optional "default".
     """
@@ -174,19 +187,26 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
     _check_settings(path, data)
     base = path.parent
     resolve = lambda p: (Path(p) if Path(p).is_absolute() else base / p) if p else None  # noqa: E731
-    for key in ("name", "teacher", "notes", "output_dir", "data_dir", "students_dir"):
+    for key in ("name", "teacher", "notes", "output_dir", "data_dir", "students_dir", "tasks_dir"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise KdbenchError(f"{path}: {key}: must be text, got {data[key]!r}")
     sweeps = [("main", data)] + [(f"sweeps[{i}]", sw) for i, sw in enumerate(extra)]
     for where, sw in sweeps:
         _check_sweep_types(path, where, sw)
+    tasks_dir = tasks_dir or resolve(data.get("tasks_dir"))
+    names, refs = _resolve_tasks(path, sweeps, base, tasks_dir)
     study = Study(
         name=data.get("name", path.stem),
         teacher=teacher or data.get("teacher", DEFAULT_TEACHER),
-        sweeps=(_sweep(data, "main"), *(_sweep(sw, sw.get("name", f"sweep{i + 1}")) for i, sw in enumerate(extra))),
+        sweeps=(
+            _sweep(data, "main", names),
+            *(_sweep(sw, sw.get("name", f"sweep{i + 1}"), names) for i, sw in enumerate(extra)),
+        ),
         output_dir=resolve(data.get("output_dir", ".")),
         data_dir=data_dir or resolve(data.get("data_dir")),
         students_dir=resolve(data.get("students_dir")),
+        tasks_dir=tasks_dir,
+        task_refs=refs,
         train=data.get("train", {}),
         task_train=data.get("task_train", {}),
         teacher_train=data.get("teacher_train", {}),
@@ -197,6 +217,29 @@ def load_study(path: Path, teacher: str | None = None, data_dir: Path | None = N
     )
     _build_configs(path, study)
     return study
+
+
+def _resolve_tasks(path: Path, sweeps: list, base: Path, tasks_dir: Path | None) -> tuple[dict, dict]:
+    """Every task entry of the sweeps resolved now (a task file relative to the study file): (entry -> task name,
+    task name -> what resolves it). A bad entry fails naming the study file, the sweep and the task's own file."""
+    from kdbench.tasks.task import resolve_task
+
+    names: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for where, sw in sweeps:
+        for entry in sw["tasks"]:
+            if entry in names:
+                continue
+            local = Path(entry).expanduser()
+            ref = str(local if local.is_absolute() else base / local) if entry.endswith(".toml") else entry
+            try:
+                task = resolve_task(ref, tasks_dir)
+            except KdbenchError as exc:
+                raise KdbenchError(f"{path}: {where}.tasks: {exc}") from None
+            if refs.get(task.name, ref) != ref:
+                raise KdbenchError(f"{path}: {where}.tasks: {entry} and {refs[task.name]} are both named {task.name!r}")
+            names[entry], refs[task.name] = task.name, ref
+    return names, refs
 
 
 def _check_sweep_types(path: Path, where: str, sw: dict) -> None:
@@ -240,7 +283,6 @@ def _build_configs(path: Path, study: Study) -> None:
     not hours later when its cell runs."""
     from kdbench.deploy.export import ExportConfig
     from kdbench.measure.profile import ProfileConfig
-    from kdbench.tasks.task import get_task
     from kdbench.train.config import DistillConfig
     from kdbench.zoo.students import load_zoo, select
 
@@ -265,16 +307,20 @@ def _build_configs(path: Path, study: Study) -> None:
     zoo = at("students_dir", lambda: load_zoo(study.students_dir))
     for sw in study.sweeps:
         where = "main" if sw.name == "main" else f"sweep {sw.name!r}"
-        for task in sw.tasks:
-            at(f"{where}.tasks", lambda task=task: get_task(task))
         for task in list(sw.seeds) + list(sw.train_fractions) + list(sw.budgets):
             if task != "default":
-                at(f"{where}: per-task key", lambda task=task: get_task(task))
+                at(f"{where}: per-task key", lambda task=task: study.task(task))
         students = at(f"{where}.students", lambda sw=sw: select(zoo, sw.students))
         if not students:
             raise KdbenchError(f"{path}: {where}.students: selects no student")
         first = students[0].name
-        at(f"{where}.distill", lambda sw=sw, first=first: DistillConfig(task=sw.tasks[0], student=first, **sw.distill))
+        task = study.task_refs[sw.tasks[0]]
+        at(
+            f"{where}.distill",
+            lambda sw=sw, first=first, task=task: DistillConfig(
+                task=task, tasks_dir=study.tasks_dir, student=first, **sw.distill
+            ),
+        )
     for sw in study.sweeps:
         for task in sw.tasks:
             for budget in for_task(sw.budgets, task) or [{}]:
@@ -286,7 +332,7 @@ def _build_configs(path: Path, study: Study) -> None:
         at("teacher_train", lambda task=task: teacher_train_config(study, task))
     for block in ("task_train", "teacher_task_train"):
         for task in getattr(study, block):
-            at(block, lambda task=task: get_task(task))
+            at(block, lambda task=task: study.task(task))
     if study.export:
         export = {k: v for k, v in study.export.items() if k != "tasks"}
         at("export", lambda: ExportConfig(Path("."), **export))
@@ -320,11 +366,10 @@ def student_train_config(
     study: Study, task: str, seed: int, fraction: float, budget: dict | None = None, check_only: bool = False
 ):
     from kdbench.tasks.loading import load_task
-    from kdbench.tasks.task import get_task
 
     fields_ = {**study.train, **study.task_train.get(task, {}), **(budget or {}), "seed": seed}
     if fraction < 1.0 and not check_only:
-        n = len(load_task(get_task(task), study.data_dir, splits=("train",))["train"])
+        n = len(load_task(study.task(task), study.data_dir, splits=("train",))["train"])
         cap = fields_.get("max_train_samples") or n
         fields_["max_train_samples"] = max(1, round(min(cap, n) * fraction))
     return _config("train", fields_)

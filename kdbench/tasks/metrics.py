@@ -1,4 +1,4 @@
-"""GLUE's official metrics, computed with scikit-learn and scipy."""
+"""A task's metrics (GLUE's official ones, and macro F1 for many classes), computed with scikit-learn and scipy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from kdbench.tasks.task import Task
 
 
 def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
-    """Every official metric of `task`. `predictions` are logits (classification) or scores (STS-B)."""
+    """Every metric of `task`, in its order. `predictions` are logits (classification) or scores (regression)."""
     from scipy.stats import pearsonr, spearmanr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
@@ -19,18 +19,17 @@ def task_metrics(task: Task, predictions, labels) -> dict[str, float]:
     if task.is_regression:
         scores = preds.reshape(-1).astype(float)
         if np.ptp(scores) == 0:  # a constant prediction: correlation undefined (NaN); 0, as majority_baseline takes it
-            return {"pearson": 0.0, "spearman": 0.0}
-        return {"pearson": float(pearsonr(scores, labels)[0]), "spearman": float(spearmanr(scores, labels)[0])}
+            return {name: 0.0 for name in task.metrics}
+        found = {"pearson": pearsonr(scores, labels)[0], "spearman": spearmanr(scores, labels)[0]}
+        return {name: float(found[name]) for name in task.metrics}
     classes = preds.argmax(-1) if preds.ndim > 1 else preds
-    out = {}
-    for name in task.metrics:
-        if name == "accuracy":
-            out[name] = float(accuracy_score(labels, classes))
-        elif name == "f1":
-            out[name] = float(f1_score(labels, classes))
-        elif name == "matthews_correlation":
-            out[name] = float(matthews_corrcoef(labels, classes))
-    return out
+    measure = {
+        "accuracy": lambda: accuracy_score(labels, classes),
+        "f1": lambda: f1_score(labels, classes),
+        "f1_macro": lambda: f1_score(labels, classes, average="macro"),
+        "matthews_correlation": lambda: matthews_corrcoef(labels, classes),
+    }
+    return {name: float(measure[name]()) for name in task.metrics}
 
 
 def main_score(task: Task, metrics: dict[str, float]) -> float:

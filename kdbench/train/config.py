@@ -10,7 +10,7 @@ from pathlib import Path
 from kdbench.core.env import DEVICES
 from kdbench.core.errors import ConfigError, KdbenchError
 from kdbench.core.names import check_choice
-from kdbench.tasks.task import get_task
+from kdbench.tasks.task import Task, recorded_task, resolve_task
 
 FEATURE_LOSSES = ("mse", "cosine")
 
@@ -65,12 +65,13 @@ def check_positive(name: str, value, integer: bool = False) -> None:
 class DistillConfig:
     """One distillation run: which student of which teacher on which task, and how it learns."""
 
-    task: str  # GLUE task name (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)
+    task: str  # a task name (the shipped GLUE tasks, or one in tasks_dir) or the path of a task file
     student: str  # a student name from the zoo
     teacher: str = "roberta-base"  # hub id or local model folder of the pretrained teacher
     teacher_checkpoint: str | None = None  # an already fine-tuned teacher folder: skips fine-tuning
     students_dir: Path | None = None  # folder of student files (None: the shipped zoo)
-    data_dir: Path | None = None  # local GLUE copy (None: the Hugging Face hub)
+    tasks_dir: Path | None = None  # folder of task files (None: the shipped tasks)
+    data_dir: Path | None = None  # local copy of a hub task's data, e.g. GLUE (None: the hub; task files: unused)
     output_dir: Path | None = None  # run folder (None: runs/<task>/<student>-<teacher>-s<seed>)
     init: str = "teacher"  # teacher: copy mapped layers where shapes allow; slice: also narrower ones; random: none
     alpha_hard: float = 0.33  # weight of the cross-entropy on the labels
@@ -83,7 +84,7 @@ class DistillConfig:
     overwrite: bool = False  # replace an existing run folder
 
     def __post_init__(self) -> None:
-        get_task(self.task)
+        self.task_def()  # a task that cannot be resolved fails here, with its file and field
         check_choice("init", self.init, INITS)
         check_choice("feature_loss", self.feature_loss, FEATURE_LOSSES)
         for name in ("alpha_hard", "alpha_soft", "alpha_feature"):
@@ -104,15 +105,23 @@ class DistillConfig:
         defaults = {f.name: f.default for f in fields(DistillConfig)}
         return {k: defaults[k] for k in RECIPE_FIELDS}
 
-    def run_dir(self) -> Path:
+    def task_def(self) -> Task:
+        """The task this run trains on (its file is read once and then cached)."""
+        return resolve_task(self.task, self.tasks_dir)
+
+    def run_dir(self, task: Task | None = None) -> Path:
         if self.output_dir is not None:
             return Path(self.output_dir)
-        return Path("runs") / get_task(self.task).name / f"{self.student}-{slug(self.teacher)}-s{self.train.seed}"
+        name = (task or self.task_def()).name
+        return Path("runs") / name / f"{self.student}-{slug(self.teacher)}-s{self.train.seed}"
 
-    def to_dict(self) -> dict:
+    def to_dict(self, task: Task | None = None) -> dict:
+        """The recipe as recorded in a run's config.json, with the task's whole definition (`task_spec`): export,
+        evaluate and report rebuild the task from it even when its file has moved."""
         d = asdict(self)
-        for k in ("students_dir", "data_dir", "output_dir"):
+        for k in ("students_dir", "tasks_dir", "data_dir", "output_dir"):
             d[k] = str(d[k]) if d[k] is not None else None
+        d["task_spec"] = (task or self.task_def()).to_dict()
         return d
 
 
@@ -126,8 +135,6 @@ def recipe_differences(recorded: dict, cfg: DistillConfig, same_teacher: bool = 
     now = cfg.to_dict()
     teacher = ("teacher", "teacher_checkpoint") if same_teacher else ()
     pairs = [(k, recorded.get(k), now[k]) for k in ("student", *teacher, *RECIPE_FIELDS)]
-    pairs.append(
-        ("task", get_task(recorded.get("task", "")).name if recorded.get("task") else None, get_task(cfg.task).name)
-    )
+    pairs.append(("task", recorded_task(recorded).name if recorded.get("task") else None, now["task_spec"]["name"]))
     pairs += [(k, (recorded.get("train") or {}).get(k), now["train"][k]) for k in TRAIN_RECIPE]
     return [f"{k} {a!r} -> {b!r}" for k, a, b in pairs if a != b]

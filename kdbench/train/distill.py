@@ -4,7 +4,7 @@ lock taken, the student built, trained (or resumed), evaluated and saved, metric
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from kdbench.core import env
@@ -12,10 +12,19 @@ from kdbench.core.env import check_device
 from kdbench.core.errors import KdbenchError
 from kdbench.core.io import read_json
 from kdbench.engines.inference import predictions_document
-from kdbench.results.run import FINISHED, FOREIGN, INTERRUPTED, Run, wall_time_so_far
+from kdbench.results.run import (
+    ABSENT,
+    FINISHED,
+    FOREIGN,
+    INTERRUPTED,
+    STARTED,
+    Run,
+    remove_partial_checkpoints,
+    wall_time_so_far,
+)
 from kdbench.tasks.loading import load_task, tokenize
 from kdbench.tasks.metrics import main_score, task_metrics
-from kdbench.tasks.task import Task, get_task
+from kdbench.tasks.task import Task
 from kdbench.train.config import RECIPE_FIELDS, TRAIN_FIELDS, DistillConfig, TrainConfig, recipe_differences
 from kdbench.train.finetune import Finetune, checked_teacher_config, teacher_cache_dir
 from kdbench.train.student import build_student
@@ -29,6 +38,7 @@ from kdbench.train.trainer import (
     eval_datasets,
     eval_keys,
     evaluate_all,
+    fault_callback,
     is_main,
     kd_trainer_class,
     load_pretrained,
@@ -51,8 +61,8 @@ def _check_run_state(cfg: DistillConfig, run: Run) -> dict | None:
             "(choose another --output-dir)"
         )
     if cfg.resume:
-        if state != INTERRUPTED:
-            what = {FINISHED: "a finished run", "absent": "empty or missing"}.get(state, "a run with no checkpoint")
+        if state not in (INTERRUPTED, STARTED):
+            what = {FINISHED: "a finished run", ABSENT: "empty or missing"}[state]
             raise KdbenchError(f"--resume: {run.path} is {what}; nothing to continue")
         recorded = run.config()
         diffs = recipe_differences(recorded, cfg)
@@ -68,22 +78,27 @@ def _check_run_state(cfg: DistillConfig, run: Run) -> dict | None:
         raise KdbenchError(f"{run.path} already holds a finished run; pass --overwrite to replace it or --output-dir")
     if state == INTERRUPTED:
         raise KdbenchError(f"{run.path} holds an interrupted run; pass --resume to continue it or --overwrite")
-    raise KdbenchError(f"{run.path} holds a run stopped before its first checkpoint; pass --overwrite to restart it")
+    raise KdbenchError(
+        f"{run.path} holds a run stopped before its first checkpoint; pass --resume (it starts again from scratch) "
+        "or --overwrite"
+    )
 
 
 def resumed_config(run_dir: Path, given: dict) -> DistillConfig:
     """The configuration to continue the interrupted run in `run_dir` with: its recorded recipe, where `given` (the
     options a user passed, by field name; training fields flat) may only repeat it."""
     run = Run(run_dir)
-    if run.state() != INTERRUPTED:
+    if run.state() not in (INTERRUPTED, STARTED):
         raise KdbenchError(f"--resume: {run.path} holds no interrupted run; nothing to continue")
     rec = run.config()
     train = {**{k: v for k, v in (rec.get("train") or {}).items() if k in TRAIN_FIELDS}}
     train.update({k: v for k, v in given.items() if k in TRAIN_FIELDS})
-    direct = ("task", "student", "teacher", "teacher_checkpoint", "students_dir", "data_dir", *RECIPE_FIELDS)
+    direct = (
+        "task", "student", "teacher", "teacher_checkpoint", "students_dir", "tasks_dir", "data_dir", *RECIPE_FIELDS
+    )  # fmt: skip
     fields_ = {k: rec.get(k) for k in direct if k in rec}
     fields_.update({k: v for k, v in given.items() if k in direct})
-    for k in ("students_dir", "data_dir"):
+    for k in ("students_dir", "tasks_dir", "data_dir"):
         fields_[k] = Path(fields_[k]) if fields_.get(k) else None
     return DistillConfig(**fields_, train=TrainConfig(**train), output_dir=run.path, resume=True)
 
@@ -99,10 +114,10 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
     from kdbench.zoo.students import load_zoo, lookup_student, resolve
     from kdbench.zoo.teacher import teacher_shape
 
-    task = get_task(cfg.task)
+    task = cfg.task_def()  # resolved once here, then passed on
     check_device(cfg.train.device)
     check_world(cfg.train)
-    run = Run(cfg.run_dir())
+    run = Run(cfg.run_dir(task))
     check_folder_writable(run.path, "--output-dir")
     recorded = _check_run_state(cfg, run)
     spec = lookup_student(load_zoo(cfg.students_dir), cfg.student)
@@ -121,13 +136,19 @@ def distill(cfg: DistillConfig, log=print, progress: bool = True, deadline: floa
         job = Finetune.prepare(cfg.teacher, task, cfg.train, cfg.data_dir)
     if job is None:  # the fine-tuned teacher exists: load (and so check) it now
         teacher, tokenizer = load_pretrained(teacher_dir or str(cached), task.num_labels, "fine-tuned teacher")
+    restart = cfg.resume and run.state() == STARTED
+    if restart:
+        log(f"{run.path} was stopped before its first checkpoint: nothing to resume, so it starts again from scratch")
     # every input checked: from here on kdbench writes (in a data-parallel launch, its first process alone)
     with main_only(run.writing()):
         if is_main():
             _check_run_state(cfg, run)  # again, under the lock: another process may have written meanwhile
-            if cfg.overwrite:
-                run.clear()
+            if cfg.overwrite or restart:
+                run.clear()  # a kdbench run folder (the state says so): never a folder of the user's
+            remove_partial_checkpoints(run.checkpoints_dir)
         barrier()
+        if restart:
+            cfg = replace(cfg, resume=False)
         if job is not None:
             teacher_dir = str(job.run(cached, log, progress, deadline))
             teacher, tokenizer = load_pretrained(teacher_dir, task.num_labels, "fine-tuned teacher")
@@ -149,20 +170,25 @@ def _train_student(cfg, run: Run, task: Task, shape, teacher, tokenizer, teacher
         f"student {shape.name}: {shape.layers} layers x {shape.heads} heads of {shape.head_dim}, hidden "
         f"{shape.hidden}, FFN {shape.ffn}; layer map {lmap}; init from teacher: {report.summary()}"
     )
-    tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len)
+    truncated: dict[str, int] = {}
+    tokenized = tokenize(data, task, tokenizer, cfg.train.max_seq_len, truncated)
+    if any(truncated.values()):
+        cut = ", ".join(f"{n} of {len(tokenized[s])} {s} rows" for s, n in truncated.items() if n)
+        log(f"truncated to {cfg.train.max_seq_len} tokens: {cut} (--max-seq-len sets the cut)")
     checkpoint = run.last_checkpoint() if cfg.resume else None
     stop = deadline_callback(deadline) if deadline is not None else None
     wall = wall_clock(wall_time_so_far(checkpoint))
     module = distillation_module()(student, shape.hidden, teacher.config.hidden_size)
-    callbacks = [c for c in (stop, wall) if c]
+    callbacks = [c for c in (stop, wall, fault_callback("distill")) if c]
     trainer = _trainer(cfg, run, task, module, teacher, tokenizer, tokenized, lmap, callbacks, progress)
     if not cfg.resume and is_main():
         run.write_config(
-            {**cfg.to_dict(), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)}
+            {**cfg.to_dict(task), "student_shape": shape.to_dict(), "layer_map": lmap, "teacher_dir": str(teacher_dir)}
         )
     trained = trainer.train(resume_from_checkpoint=checkpoint)
     check_deadline(stop, f"distilling {shape.name} on {task.name}", run.checkpoints_dir)
     doc = _metrics_document(cfg, task, shape, teacher_dir, trainer, trained, tokenized, lmap, report, wall.total())
+    doc["truncated"] = {"max_seq_len": cfg.train.max_seq_len, "rows": truncated}  # what a long-text task lost
     if is_main():
         # per-example answers (the best epoch's student, and its teacher): what score and claim intervals resample
         student = unwrapped(trainer.model).student
@@ -224,7 +250,8 @@ def _metrics_document(cfg, task: Task, shape, teacher_dir, trainer, trained, tok
         "train_samples": len(tokenized["train"]),
         "wall_s": wall_s,  # every session's training time, resumed ones included
         "resumed": bool(cfg.resume),
-        "config": cfg.to_dict(),
+        "config": cfg.to_dict(task),
+        "task_spec": task.to_dict(),
         "train_samples_per_second": trained.metrics.get("train_samples_per_second"),
         "processes": world()[1],  # data-parallel processes that shared each global batch
         "optimizer_steps": trainer.state.global_step,

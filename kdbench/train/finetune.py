@@ -13,10 +13,10 @@ from kdbench.core import env
 from kdbench.core.env import check_device
 from kdbench.core.errors import ConfigError
 from kdbench.core.io import atomic_write_json, cache_root
-from kdbench.results.run import exclusive, last_checkpoint, wall_time_so_far
+from kdbench.results.run import exclusive, last_checkpoint, remove_partial_checkpoints, wall_time_so_far
 from kdbench.tasks.loading import load_task, tokenize
 from kdbench.tasks.metrics import main_score, task_metrics
-from kdbench.tasks.task import Task, get_task
+from kdbench.tasks.task import Task, resolve_task
 from kdbench.train.config import TrainConfig, slug
 from kdbench.train.trainer import (
     barrier,
@@ -27,6 +27,7 @@ from kdbench.train.trainer import (
     eval_datasets,
     eval_keys,
     evaluate_all,
+    fault_callback,
     is_main,
     load_pretrained,
     main_only,
@@ -46,7 +47,7 @@ def teacher_cache_dir(teacher: str, task: Task, train: TrainConfig, data_dir: Pa
     key = json.dumps(
         {
             "teacher": str(Path(teacher).resolve()) if Path(teacher).exists() else teacher,
-            "task": task.name,
+            "task": task.fingerprint(),  # a GLUE task's name: caches made before task files stay valid
             "data": str(Path(data_dir).resolve()) if data_dir else "hub",
             # 2 and 2.0 epochs are one setting: whole floats are written as integers so they key one cache entry
             "train": {k: _canonical(v) for k, v in asdict(train).items() if k != "device"},
@@ -103,6 +104,8 @@ class Finetune:
                 return folder
             set_seed(train.seed)
             work = folder.with_name(folder.name + ".work")
+            if is_main():
+                remove_partial_checkpoints(work / "checkpoints")  # a kill while one was being written
             checkpoint = last_checkpoint(work / "checkpoints")
             stop = deadline_callback(deadline) if deadline is not None else None
             wall = wall_clock(wall_time_so_far(checkpoint))
@@ -114,7 +117,7 @@ class Finetune:
                 processing_class=self.tokenizer,
                 data_collator=DataCollatorWithPadding(self.tokenizer),
                 compute_metrics=lambda p: task_metrics(task, p.predictions, p.label_ids),
-                callbacks=[c for c in (stop, wall) if c],
+                callbacks=[c for c in (stop, wall, fault_callback("finetune")) if c],
             )
             trainer.train(resume_from_checkpoint=checkpoint)
             check_deadline(stop, f"fine-tuning the teacher on {task.name}", work / "checkpoints")
@@ -145,18 +148,20 @@ class Finetune:
 
 def finetune(
     teacher: str,
-    task_name: str,
+    task: str | Task,
     train: TrainConfig = TrainConfig(),
     data_dir: Path | None = None,
     log=print,
     progress: bool = True,
     deadline: float | None = None,
+    tasks_dir: Path | None = None,
 ) -> Path:
-    """Fine-tune the teacher on the task (or reuse the cached result); return its folder. `progress`: the Trainer's
+    """Fine-tune the teacher on the task (a Task, a name - among `tasks_dir`'s task files, default the shipped ones -
+    or a task file's path), or reuse the cached result; return its folder. `progress`: the Trainer's
     progress bars (off when a caller such as `kdbench study` shows its own). `deadline` (a `time.time()` value):
     checkpoint and raise DeadlineReached once passed; the next call resumes from the checkpoint. Every input is
     checked before the cache is touched."""
-    task = get_task(task_name)
+    task = task if isinstance(task, Task) else resolve_task(task, tasks_dir)
     check_device(train.device)
     check_world(train)
     folder = teacher_cache_dir(teacher, task, train, data_dir)

@@ -11,6 +11,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from kdbench.core import faults
 from kdbench.core.errors import ConfigError, DeadlineReached, KdbenchError
 from kdbench.core.io import atomic_write_json
 from kdbench.results.run import WALL_FILE
@@ -49,6 +50,14 @@ def base_trainer_class():
     from transformers import Trainer
 
     class ResumableTrainer(Trainer):
+        kdbench_kind = "finetune"  # names its fault points (kdbench.core.faults)
+
+        def _save_optimizer_and_scheduler(self, output_dir):
+            # the checkpoint's weights are written, its optimizer and trainer state not yet: a kill here leaves the
+            # half-written checkpoint that resuming must pass over
+            faults.point(f"{self.kdbench_kind}-checkpoint")
+            return super()._save_optimizer_and_scheduler(output_dir)
+
         def _load_optimizer_and_scheduler(self, checkpoint):
             if self.args.device.type != "cpu" or self.args.world_size == 1:
                 return super()._load_optimizer_and_scheduler(checkpoint)
@@ -75,6 +84,8 @@ def kd_trainer_class():
 
     class KDTrainer(Trainer):
         """Trainer whose loss adds the teacher: alpha_hard*CE + alpha_soft*KL(T) + alpha_feature*feature."""
+
+        kdbench_kind = "distill"
 
         def __init__(self, *args, teacher, lmap, cfg: DistillConfig, regression: bool, **kwargs):
             super().__init__(*args, **kwargs)
@@ -105,6 +116,19 @@ def kd_trainer_class():
             return (loss, {"logits": out.logits}) if return_outputs else loss
 
     return KDTrainer
+
+
+def fault_callback(kind: str):
+    """A TrainerCallback that passes the `<kind>-step` fault point after every optimisation step (the crash tests
+    kill a training there; see kdbench.core.faults)."""
+    from transformers import TrainerCallback
+
+    class FaultPoint(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            faults.point(f"{kind}-step")
+            return control
+
+    return FaultPoint()
 
 
 def deadline_callback(deadline: float):

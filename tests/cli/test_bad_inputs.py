@@ -308,6 +308,31 @@ class Ctx:
         (run / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
         return run
 
+    def task_file(self, body: str | None = None, train: dict | None = None, **fields) -> Path:
+        """A task folder in the case folder: tasks/x.toml (a single-text CSV task, `fields` replacing its TOML
+        fields, or `body` whole) beside train.csv and dev.csv (`train`: columns replacing the training file's)."""
+        import pandas as pd
+
+        folder = self.tmp / "tasks"
+        folder.mkdir(exist_ok=True)
+        rows = {"review": ["good film", "bad film", "fine"], "sentiment": ["pos", "neg", "pos"]}
+        pd.DataFrame({**rows, **(train or {})}).to_csv(folder / "train.csv", index=False)
+        pd.DataFrame(rows).to_csv(folder / "dev.csv", index=False)
+        toml = {
+            "text": '"review"',
+            "label": '"sentiment"',
+            "labels": '["neg", "pos"]',
+            "metrics": '["accuracy"]',
+            **fields,
+        }
+        text = (
+            body
+            or "".join(f"{k} = {v}\n" for k, v in toml.items())
+            + '[data]\ntrain = "train.csv"\nvalidation = "dev.csv"\n'
+        )
+        (folder / "x.toml").write_text(text)
+        return folder / "x.toml"
+
     def study(self, overrides: dict | None = None, drop: tuple[str, ...] = (), raw: bytes | None = None) -> Path:
         """study.yaml in the case folder (output_dir: out, next to it); `overrides` replace top-level fields."""
         import yaml
@@ -366,7 +391,7 @@ def distill_args(c: Ctx, *extra, out: Path | None = None) -> list:
     ]
 
 
-def finetune_args(c: Ctx, *extra, task: str = "rte") -> list:
+def finetune_args(c: Ctx, *extra, task: str | Path = "rte") -> list:
     return ["finetune", "--task", task, "--teacher", c.teacher, "--data-dir", c.data, *FAST, *extra]
 
 
@@ -583,7 +608,7 @@ CASES = [
     case(
         lambda c: finetune_args(c, "--data-dir", c.glue_without("rte", "train", "label")),
         "finetune-label-column-missing",
-        "missing column(s) label (expected the hub's GLUE names",
+        "missing column(s) label (columns present: sentence1, sentence2, idx)",
     ),
     case(
         lambda c: finetune_args(c, "--data-dir", c.glue_rows("rte", "train", 0)),
@@ -650,6 +675,74 @@ CASES = [
         "--device cuda: no CUDA device is visible to PyTorch here; use",
         marks=NO_CUDA,
     ),
+    # -------------------------------------------------------------------------------------- task files and data
+    case(
+        lambda c: finetune_args(c, task=c.task_file(metrcs='["accuracy"]')),
+        "task-file-unknown-field",
+        "x.toml: metrcs: unknown field (did you mean 'metrics'?)",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(metrics='["f1_micro"]')),
+        "task-file-unknown-metric",
+        "x.toml: metrics: 'f1_micro' is not a metric",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(labels='"regression"')),
+        "task-file-metric-misfit",
+        "x.toml: metrics: accuracy does not fit a regression task",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(body='text = "review"\n')),
+        "task-file-field-missing",
+        "x.toml: labels: is required",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(body='text = ["review"\n')),
+        "task-file-not-toml",
+        "x.toml: not valid TOML",
+    ),
+    case(lambda c: finetune_args(c, task=c.tmp / "no-such-task.toml"), "task-file-missing", "no such task file"),
+    case(
+        lambda c: distill_args(
+            c,
+            "--task",
+            c.task_file(
+                body='text = "review"\nlabel = "sentiment"\n'
+                'labels = ["neg", "pos"]\nmetrics = ["accuracy"]\n'
+                '[data]\ntrain = "gone.csv"\nvalidation = "dev.csv"\n'
+            ),
+        ),
+        "task-file-data-file-missing",
+        "x.toml: data.train: no such file:",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(train={"sentiment": ["pos", "meh", "neg"]})),
+        "task-data-label-outside-names",
+        "train.csv: bad label 'meh' in row(s) 2; x labels are neg, pos",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(train={"review": [None, None, None]})),
+        "task-data-no-text",
+        "train.csv: row(s) 1, 2, 3 have no text in column 'review'",
+    ),
+    case(
+        lambda c: finetune_args(c, task=c.task_file(text='"body"')),
+        "task-data-text-column-missing",
+        "train.csv: missing column(s) body (columns present: review, sentiment)",
+    ),
+    case(
+        lambda c: finetune_args(
+            c, task=c.task_file(labels='"regression"', metrics='["pearson"]', train={"sentiment": ["1", "inf", "2"]})
+        ),
+        "task-data-regression-label-not-finite",
+        "train.csv: bad label inf in row(s) 2; x labels are finite numbers",
+    ),
+    case(
+        lambda c: distill_args(c, "--task", "reviews", "--tasks-dir", c.task_file().parent),
+        "task-name-not-in-tasks-dir",
+        "unknown task 'reviews'; choose from: x (or pass a task file)",
+    ),
+    case(lambda c: finetune_args(c, "--tasks-dir", c.tmp / "no-tasks"), "tasks-dir-missing", "does not exist"),
     # ------------------------------------------------------------------------------------------- kdbench distill
     # issue 11, item 1: --overwrite must not delete anything before the run is known to be possible
     case(

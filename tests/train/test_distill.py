@@ -1,6 +1,7 @@
 """Distillation on tiny teachers built in code and tiny data written by the tests: no downloads."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,7 +125,7 @@ def test_regression_task_uses_mse_losses(bert_teacher, glue_parquet, tmp_path, t
         def loss(student_logits, target, *rest):
             value = real(student_logits, target, *rest)
             reference = F.mse_loss(student_logits.squeeze(-1), target.float().reshape(student_logits.shape[0]))
-            seen.append((kind, rest[-1], student_logits.shape[-1], float(value), float(reference)))
+            seen.append((kind, rest[-1], student_logits.shape[-1], float(value.detach()), float(reference.detach())))
             return value
 
         return loss
@@ -209,6 +210,41 @@ def test_resume_continues_an_interrupted_run(bert_teacher, glue_parquet, tmp_pat
     distill(straight, log=lambda *_: None)
     a, b = _weights(tmp_path / "run"), _weights(tmp_path / "straight")
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # resumed == uninterrupted
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_from_scratch(
+    bert_teacher, glue_parquet, tmp_path, tiny_zoo, monkeypatch
+):
+    """Killed after writing its config and before any checkpoint: --resume says there is nothing to resume and trains
+    the run from the start, to the same student as a run never stopped; a half-written checkpoint goes."""
+    from transformers import Trainer
+
+    from kdbench.results.run import STARTED, Run
+    from kdbench.train.distill import resumed_config
+
+    cfg = tiny_cfg(bert_teacher, glue_parquet, tiny_zoo, tmp_path / "run")
+    finetune(str(bert_teacher), "rte", FAST, glue_parquet, log=lambda *_: None)
+    train = Trainer.train
+
+    def killed(self, *args, **kwargs):
+        (Path(self.args.output_dir) / "checkpoint-3").mkdir(parents=True)  # weights half-written, no trainer state
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        distill(cfg, log=lambda *_: None)
+    monkeypatch.setattr(Trainer, "train", train)
+    assert Run(tmp_path / "run").state() == STARTED
+    with pytest.raises(KdbenchError, match="stopped before its first checkpoint; pass --resume"):
+        distill(cfg, log=lambda *_: None)
+    said = []
+    doc = distill(resumed_config(tmp_path / "run", {}), log=said.append)
+    assert any("nothing to resume, so it starts again from scratch" in line for line in said)
+    assert not doc["resumed"] and not (tmp_path / "run" / "checkpoints").exists()
+    straight = distill(DistillConfig(**{**cfg.__dict__, "output_dir": tmp_path / "straight"}), log=lambda *_: None)
+    assert doc["metrics"] == straight["metrics"] and doc["optimizer_steps"] == straight["optimizer_steps"]
+    a, b = _weights(tmp_path / "run"), _weights(tmp_path / "straight")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize(

@@ -56,8 +56,15 @@ def plot(rows: list[dict], path: Path, teachers: dict[str, float] | None = None)
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     fig.suptitle("Accuracy versus latency (dashed: Pareto frontier over students and engines; bars: 95 % intervals)")
     fig.tight_layout()
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
+
+
+def save_figure(fig, path: Path, **options) -> None:
+    """Write a figure through a temporary file and a rename: a kill leaves the old plot or the new one, never half."""
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, **options)
     plt.close(fig)
     tmp.replace(path)
 
@@ -131,5 +138,4 @@ def plot_budget(budget: dict, path: Path) -> None:
         if ax.get_legend_handles_labels()[0]:  # a task with no budget points yet has no lines
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

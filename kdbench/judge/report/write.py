@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kdbench.core import faults
 from kdbench.core.io import atomic_write_json, atomic_write_text, check_folder_writable
 from kdbench.judge.report.claims import judged_claims
 from kdbench.judge.report.inputs import SCHEMA, collect, teacher_latency, teacher_shapes
@@ -60,6 +61,7 @@ def write_report(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "report.json", doc)
+    faults.point("report")
     atomic_write_text(out_dir / "REPORT.md", markdown(doc, claim_list, fronts, preamble))
     plot(main, out_dir / "accuracy_vs_latency.png", teacher_latency(inputs))
     if doc["budget"]:
