@@ -13,6 +13,9 @@ next one still runs):
             first call's seconds (compiling) are kept;
   trace     a torch.profiler kernel trace of the models behind the anomaly of the first call (bf16 batch 32 slower
             than the teacher: 9L, 384D, 8AH, 4AH; the teacher at batch 1 and 32), with the GPU's clocks;
+  ort       ONNX Runtime on CUDA (onnxruntime-gpu, carried in parts: scripts/carry_parts.py): teacher, 3L, 6L, 4AH,
+            4AH_pruned, 8AH as ORT fp32 and fp16 graphs with IO binding, against PyTorch bf16 eager and compiled,
+            batch 1, 32, 256, length 128; the head verdict per engine and `kdbench env` showing the CUDA provider;
   study     (with --teacher/--data) the paper's full recipe through `kdbench study`, several students trained at
             once on the GPU, stopped cleanly at its share of the budget; `--continue-from` seeds it with the runs a
             previous call finished, so only what is missing runs;
@@ -47,7 +50,7 @@ GRID = dict(
     max_time_s=3.0,
 )
 DTYPES = ("fp32", "bf16")
-PHASES = ("ceilings", "steps", "compile", "trace", "study", "zoo")  # in the order they run
+PHASES = ("ceilings", "steps", "compile", "trace", "ort", "study", "zoo")  # in the order they run
 COMPILE = dict(
     students="3L,4AH,4AH_pruned",  # the layer claim and the head claim, with and without compiling
     backends=("torch", "torch-compile"),  # eager, then compiled, at each batch size of one run
@@ -62,6 +65,18 @@ COMPILE = dict(
 )
 COMPILE_BATCHES = (1, 256, 32)  # batch 1 first: where CUDA graphs should matter most
 COMPILE_S = 150  # the compile phase's share of the budget; a batch size starts only if the last one fits again
+ORT = dict(
+    students="3L,6L,4AH,4AH_pruned,8AH",  # the layer claim and the head claim, with the pruned twin
+    device="cuda",
+    batch_sizes=(1, 32, 256),
+    seq_lens=(128,),
+    warmup_runs=5,  # ORT's CUDA provider picks its kernels (and cuDNN its algorithms) in the first calls
+    warmup_time_s=0.1,
+    min_runs=20,
+    min_time_s=0.2,
+    max_time_s=3.0,
+)
+ORT_ENGINES = ((("onnxruntime", "onnxruntime:fp16"), ("fp32",)), (("torch", "torch-compile"), ("bf16",)))
 TRACE = dict(students="9L,384D,8AH,4AH", device="cuda", dtypes=("bf16",), batch_sizes=(32, 1), seq_lens=(128,))
 PROFILE_RESERVE_S = 110  # the zoo profile measured ~19 models x 2 dtypes x 3 batches; kept free of the study's time
 CLOSE_RESERVE_S = 40  # the study's own profile, its report and packing
@@ -278,6 +293,61 @@ def run_compile(out: Path, until: float) -> dict:
         last = time.time() - t0
         log(f"compile: batch {batch} done in {last:.0f} s")
     return compile_summary(results)
+
+
+def ort_configs(out: Path):
+    """The ORT phase's two profiles: ONNX Runtime (fp32 and fp16 graphs) and PyTorch bf16 (eager and compiled)."""
+    from kdbench.measure.profile import ProfileConfig
+
+    return [
+        ProfileConfig(backends=b, dtypes=d, output=out / f"profile-cuda-ort-{'-'.join(d)}.json", **ORT)
+        for b, d in ORT_ENGINES
+    ]
+
+
+def run_ort(out: Path) -> dict:
+    """ONNX Runtime on CUDA against PyTorch bf16, eager and compiled: p50 per engine, model and batch size, each
+    engine's speed-up over the teacher, ORT fp16 over torch bf16, the head verdict per engine, and `kdbench env`."""
+    import subprocess
+
+    from kdbench.judge.verdict import head_claim, head_verdicts
+    from kdbench.measure.profile import run_profile
+    from kdbench.measure.result import ProfileResult
+
+    env_text = subprocess.run([sys.executable, "-m", "kdbench", "env"], capture_output=True, text=True).stdout
+    log("ort: kdbench env\n" + env_text)
+    results = []
+    for cfg in ort_configs(out):
+        r = run_profile(cfg)
+        r.save(cfg.output)
+        results.append(r)
+        log(f"ort: {', '.join(cfg.backends)} done")
+    merged = ProfileResult(
+        results[0].environment, {"ort": True}, results[0].teacher, results[0].students,
+        tuple(c for r in results for c in r.cells),
+    )  # fmt: skip
+    lines = head_verdicts(merged)
+    p50 = {(c.student, c.backend, c.batch_size): c.stats.p50 for c in merged.cells}
+    engines = [b for bs, _ in ORT_ENGINES for b in bs]
+    md = ["## ONNX Runtime on CUDA (IO binding) against PyTorch bf16", ""]
+    md.append("| model | batch | " + " | ".join(f"{e} p50 ms" for e in engines) + " | ORT fp16 over torch bf16 |")
+    md.append("|---|---|" + "---|" * (len(engines) + 1))
+    for (student, backend, batch), _ in sorted(p50.items(), key=lambda kv: (kv[0][2], kv[0][0])):
+        if backend != engines[0]:
+            continue
+        cells = [p50.get((student, e, batch)) for e in engines]
+        eager, fp16 = p50.get((student, "torch", batch)), p50.get((student, "onnxruntime:fp16", batch))
+        ratio = f"{eager / fp16:.2f}x" if eager and fp16 else "-"
+        shown = " | ".join(f"{v * 1e3:.2f}" if v else "-" for v in cells)
+        md.append(f"| {student} | {batch} | {shown} | {ratio} |")
+    md += ["", f"Head claim over every engine: {head_claim(lines)}", "", "```", env_text.strip(), "```", ""]
+    return {
+        "p50_s": [{"student": s, "backend": b, "batch_size": n, "p50_s": v} for (s, b, n), v in p50.items()],
+        "head_verdict": [ln.to_dict() for ln in lines],
+        "head_claim": head_claim(lines),
+        "env": env_text,
+        "markdown": "\n".join(md),
+    }
 
 
 def compile_summary(results) -> dict:
@@ -526,6 +596,14 @@ def main() -> int:
                 f"plan: trace: {', '.join(s.name for s in trace_shapes)} at bf16, batch "
                 f"{', '.join(map(str, TRACE['batch_sizes']))}, with the GPU's clocks"
             )
+        if "ort" in phases:
+            ort_shapes = plan(ort_configs(args.out)[1]).shapes  # the PyTorch one: the ORT check needs the GPU build
+            for cfg in ort_configs(args.out):
+                log(
+                    f"plan: ort: {', '.join(s.name for s in ort_shapes)} on {', '.join(cfg.backends)} "
+                    f"({', '.join(cfg.dtypes)}), batch {', '.join(map(str, ORT['batch_sizes']))}, length "
+                    f"{ORT['seq_lens'][0]}" + (" with IO binding" if "onnxruntime" in cfg.backends else "")
+                )
         if args.continue_from and not (args.teacher and "study" in phases):
             raise KdbenchError("--continue-from continues the study: it needs --teacher, --data and the study phase")
         if args.teacher or args.data:
@@ -588,6 +666,9 @@ def main() -> int:
     if "trace" in phases:
         doc["trace"] = phase("trace", lambda: run_trace(args.out))
         sections.append(doc["trace"].pop("markdown") if doc["trace"] else "")
+    if "ort" in phases:
+        doc["ort"] = phase("ort", lambda: run_ort(args.out))
+        sections.append(doc["ort"].pop("markdown") if doc["ort"] else "")
     if study is not None and "study" in phases:
         study.output_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(args.study, study.output_dir / "study.yaml")  # the report's "regenerate" line points at it

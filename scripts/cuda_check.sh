@@ -13,6 +13,8 @@ if compgen -G ".whl/*.whl" >/dev/null && ! python3 -c "import datasets" 2>/dev/n
 else
   export PYTHONPATH=$PWD
 fi
+# ORT_GPU_DIR: onnxruntime-gpu installed with --target (reports/cuda/SUMMARY.md), ahead of the machine's CPU build
+[ -n "${ORT_GPU_DIR:-}" ] && export PYTHONPATH=$ORT_GPU_DIR:$PYTHONPATH
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export KDBENCH_CACHE="${KDBENCH_CACHE:-/dev/shm/kd/cache}"  # fine-tuned teachers: memory-backed, gone with the machine
 mkdir -p "$KDBENCH_CACHE" 2>/dev/null || export KDBENCH_CACHE=/tmp/kd/cache

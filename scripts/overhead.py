@@ -41,17 +41,17 @@ def main() -> None:
     from kdbench.engines.registry import check_backend
     from kdbench.measure.clock import CpuClock, measure
     from kdbench.measure.profile import ProfileConfig, make_inputs, plan
-    from kdbench.zoo.modeling import build_model
+    from kdbench.zoo.modeling import build_model, student_config
 
     p = plan(ProfileConfig(students="" if args.student == "teacher" else args.student, backends=("torch",)))
     shape = next(s for s in p.shapes if s.name == args.student)
     torch.manual_seed(0)
     model = build_model(p.teacher_config, shape)
-    entry = ModelEntry(shape.name, shape, p.teacher["model_type"])
+    entry = ModelEntry(shape.name, shape, p.teacher["model_type"], config=student_config(p.teacher_config, shape))
     arrays = make_inputs(p.teacher_config.vocab_size, args.batch, args.seq, 0)
     quiet = lambda *_: None  # noqa: E731
     for name in ("torch", "onnxruntime"):
-        session = check_backend(name).open(entry, model, "cpu", "fp32", args.threads, quiet)[name]
+        session = check_backend(name).open(entry, lambda: model, "cpu", "fp32", args.threads, quiet)[name]
         inputs = session.prepare(arrays)
         call = lambda s=session, x=inputs: s.run(x)  # noqa: E731
         for _ in range(5):
@@ -78,7 +78,7 @@ def interleaving_cost(session, inputs, p, entry, model, arrays, args) -> None:
     from kdbench.engines.base import ModelEntry
     from kdbench.engines.registry import check_backend
     from kdbench.measure.clock import CpuClock, Target, measure, measure_interleaved
-    from kdbench.zoo.modeling import build_model
+    from kdbench.zoo.modeling import build_model, student_config
 
     other_shape = next(s for s in p.shapes if s.name != entry.name) if len(p.shapes) > 1 else None
     if other_shape is None:
@@ -88,8 +88,12 @@ def interleaving_cost(session, inputs, p, entry, model, arrays, args) -> None:
         other_shape = resolve(lookup_student(load_zoo(), "3L"), teacher_shape(p.teacher_config, "roberta-base"))
     torch.manual_seed(1)
     other = build_model(p.teacher_config, other_shape)
-    other_entry = ModelEntry(other_shape.name, other_shape, entry.model_type)
-    o_session = check_backend("torch").open(other_entry, other, "cpu", "fp32", args.threads, lambda *_: None)["torch"]
+    other_entry = ModelEntry(
+        other_shape.name, other_shape, entry.model_type, config=student_config(p.teacher_config, other_shape)
+    )
+    o_session = check_backend("torch").open(other_entry, lambda: other, "cpu", "fp32", args.threads, lambda *_: None)[
+        "torch"
+    ]
     o_inputs = o_session.prepare(arrays)
     call = lambda: session.run(inputs)  # noqa: E731
     alone, mixed = [], []

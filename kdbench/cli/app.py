@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import time
 
 import typer
 from rich.console import Console
@@ -88,12 +89,16 @@ def user_errors(fn):
     return wrapper
 
 
+STARTED = time.perf_counter()  # when the command started (the CLI is imported first): `profile --budget` counts from it
+
+
 # settings whose option is not simply --<setting with dashes>
 FLAGS = {
     "min_time_s": "--min-time",
     "max_time_s": "--max-time",
     "warmup_runs": "--warmup",
     "warmup_time_s": "--warmup-time",
+    "budget_s": "--budget",
 }
 
 

@@ -15,16 +15,28 @@ from kdbench.zoo.teacher import DEFAULT_TEACHER
 
 
 def parse_ints(option: str, text: str | None) -> tuple[int, ...] | None:
-    if text is None:
+    """'1,8' -> (1, 8); an empty item ('1,,8') or a non-integer is refused (None: the option was not given)."""
+    items = _items(option, text, "integers, e.g. 1,8")
+    if items is None:
         return None
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in items)
     except ValueError:
         raise KdbenchError(f"{option} takes comma-separated integers, e.g. 1,8; got {text!r}") from None
 
 
-def parse_names(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(v.strip() for v in text.split(",") if v.strip())
+def parse_names(text: str | None, option: str = "the list") -> tuple[str, ...] | None:
+    """'torch, onnxruntime' -> ('torch', 'onnxruntime'); an empty item is refused (None: the option was not given)."""
+    return _items(option, text, "names, e.g. torch,onnxruntime")
+
+
+def _items(option: str, text: str | None, expected: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(v.strip() for v in text.split(","))
+    if not all(items):
+        raise KdbenchError(f"{option} has an empty item in {text!r}; it takes comma-separated {expected}")
+    return items
 
 
 TeacherOpt = Annotated[

@@ -114,7 +114,7 @@ def recommend(
         batch_size=batch_size,
         seq_len=None if seq_len == "auto" else int(seq_len),
         min_share=min_share,
-        engines=parse_names(engines) or (),
+        engines=parse_names(engines, "--engines") or (),
         candidates=candidates,
         time_budget_s=parse_duration("--time-budget", time_budget) if time_budget else None,
         output_dir=output_dir,

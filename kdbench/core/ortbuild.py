@@ -37,6 +37,27 @@ def installed() -> dict[str, str]:
     return out
 
 
+def owners() -> list[str]:
+    """The installed distributions whose files hold the `onnxruntime` module Python imports: one, unless two builds
+    were installed into the same folder ([] when none imports). Nothing is imported to find out."""
+    from importlib.util import find_spec
+    from pathlib import Path
+
+    spec = find_spec("onnxruntime")
+    if spec is None or not spec.origin:
+        return []
+    origin = Path(spec.origin).resolve()
+    out = []
+    for name in installed():
+        try:
+            path = Path(str(metadata.distribution(name).locate_file("onnxruntime/__init__.py"))).resolve()
+        except metadata.PackageNotFoundError:
+            continue
+        if path == origin:
+            out.append(name)
+    return out
+
+
 def providers() -> list[str]:
     """The execution providers the importable onnxruntime module offers ([] when it cannot be imported)."""
     try:
@@ -55,6 +76,11 @@ def check(device: str = "cpu") -> str:
             "ONNX Runtime is not installed: pip install 'kdbench[cpu]' (or 'kdbench[gpu]' on a CUDA machine; "
             'in a source checkout: pip install -e ".[cpu]")'
         )
+    imported = owners()
+    if len(found) > 1 and len(imported) == 1:
+        # each build in its own folder (a --target install ahead of the system's on the path): which one imports is
+        # decided by the path, not by which wrote last - the one that imports is the one checked and used
+        found = {imported[0]: found[imported[0]]}
     if len(found) > 1:
         names = ", ".join(f"{k} {v}" for k, v in found.items())
         keep = "onnxruntime-gpu" if device == "cuda" or "onnxruntime-gpu" in found else "onnxruntime"
@@ -79,4 +105,4 @@ def check(device: str = "cpu") -> str:
 
 def describe() -> dict:
     """What a bug report needs about ONNX Runtime: the installed distributions and the providers they offer."""
-    return {"distributions": installed(), "providers": providers()}
+    return {"distributions": installed(), "imported": owners(), "providers": providers()}

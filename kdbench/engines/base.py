@@ -14,8 +14,6 @@ import numpy as np
 from kdbench.core.io import cache_root
 
 DTYPES = ("fp32", "fp16", "bf16")
-
-
 DEFAULT_OPSET = 18  # optimum's recommended minimum for BERT-family encoders
 
 
@@ -28,6 +26,7 @@ class ModelEntry:
     shape: object  # StudentShape
     model_type: str
     variants: dict = field(default_factory=dict)  # a trained run's parity-checked ONNX files by variant
+    config: object = None  # a zoo shape's transformers config: what an engine's cache is keyed on (None: a run's)
 
 
 class Session(Protocol):
@@ -59,7 +58,10 @@ class Backend(Protocol):
         """Why this engine has no `dtype` cells by design (None: it has)."""
         ...
 
-    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]: ...
+    def open(self, entry: ModelEntry, load, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+        """Sessions for one model, by label. `load()` builds or loads the PyTorch model: an engine that finds what it
+        needs in its cache never calls it (so a profile on ONNX Runtime builds no eager model it does not time)."""
+        ...
 
 
 def config_digest(config) -> str:

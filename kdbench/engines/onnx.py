@@ -11,17 +11,9 @@ from pathlib import Path
 import numpy as np
 
 OPTIMIZE_LEVELS = ("O1", "O2", "O3")
-
-
 QUANTIZE = ("int8",)
-
-
 FP32_GOAL = {"agreement": 1.0, "max_abs_diff": 1e-4}  # exported graphs must answer exactly as PyTorch does
-
-
 INT8_GOAL = {"agreement": 0.95, "max_abs_diff": None}  # quantisation moves logits; the argmax must mostly hold
-
-
 MIN_OPSET = 14  # scaled_dot_product_attention exports from opset 14 on
 
 
@@ -157,7 +149,9 @@ def onnx_optimize(fp32_dir: Path, level: str, dest: Path) -> Path:
     """ONNX Runtime's own transformer optimiser (`onnxruntime.transformers.optimizer`, shipped in its wheel) on
     fp32_dir/model.onnx, into `dest`. O1: ONNX Runtime's basic graph optimisations only; O2: its extended ones and
     the transformer fusions (attention, layer norm, skip layer norm, GELU and bias); O3: O2 with the GELU
-    approximation. The same levels optimum's AutoOptimizationConfig named; heads and width are read off the graph."""
+    approximation; fp16: for CUDA, the transformer fusions on ORT's basic optimisations (the extended ones would bake
+    in CPU-only kernels) and every weight and activation in half precision, inputs and outputs as before. O1-O3 are
+    the levels optimum's AutoOptimizationConfig named; heads and width are read off the graph."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -173,10 +167,12 @@ def onnx_optimize(fp32_dir: Path, level: str, dest: Path) -> Path:
                 num_heads=0,  # 0: detected from the graph (a pruned student has fewer heads than its config says)
                 hidden_size=0,
                 optimization_options=options,
-                opt_level=1 if level == "O1" else 2,
-                use_gpu=False,
+                opt_level=2 if level in ("O2", "O3") else 1,
+                use_gpu=level == "fp16",
                 only_onnxruntime=level == "O1",
             )
+            if level == "fp16":
+                optimized.convert_float_to_float16(keep_io_types=True)  # ids in, fp32 logits out, as the fp32 graph
             optimized.save_model_to_file(str(tmp / "model.onnx"))
         return move_into(tmp, dest)
     finally:

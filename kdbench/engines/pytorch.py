@@ -148,13 +148,13 @@ class TorchBackend:
     def skips(self, dtype: str) -> str | None:
         return None
 
-    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+    def open(self, entry: ModelEntry, load, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
         import torch
 
         from kdbench.zoo.modeling import attention_implementation
 
         torch.set_num_threads(threads)
-        placed = _placed(model, device, dtype)
+        placed = _placed(load(), device, dtype)
         return {self.name: TorchSession(placed, device, dtype, attention_implementation(placed))}
 
 
@@ -189,13 +189,13 @@ class CompiledBackend(TorchBackend):
                 "torch-compile on the CPU needs a C++ compiler (inductor builds its kernels); none found"
             )
 
-    def open(self, entry: ModelEntry, model, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
+    def open(self, entry: ModelEntry, load, device: str, dtype: str, threads: int, progress) -> dict[str, Session]:
         import torch
 
         from kdbench.zoo.modeling import attention_implementation
 
         torch.set_num_threads(threads)
-        placed = _placed(model, device, dtype)
+        placed = _placed(load(), device, dtype)
         _fresh_compiler()
         mode = "reduce-overhead" if device == "cuda" else None
         progress(f"compiling {entry.name}", 0)

@@ -29,8 +29,6 @@ from kdbench.measure.result import ProfileResult
 from kdbench.zoo.students import TEACHER_NAME
 
 STATS = ("min", "p50", "mean", "p90")
-
-
 RESAMPLES = 2000
 
 

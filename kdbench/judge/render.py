@@ -51,8 +51,6 @@ def students_table(rows: list[dict], seq_len: int, teacher_name: str) -> Table:
 
 
 COMPILED = ("torch-compile",)  # engines whose first call compiles: their tables show what it cost
-
-
 FIRST_CALL = "first call s"
 
 
@@ -109,7 +107,8 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
 
 def head_table(lines: list[HeadLine]) -> Table:
     """The head verdict: measured speed-up, FLOPs ratio, the pruned twin, and the plain outcome."""
-    table = Table(title="Attention-head verdict (speed-up over the teacher, 95% interval by batch means)")
+    method = lines[0].speedup.method if lines else "batch means"
+    table = Table(title=f"Attention-head verdict (speed-up over the teacher, 95% interval by {method})")
     for col in (
         "student",
         "device",
@@ -179,7 +178,7 @@ def breakdown_tables(result: ProfileResult) -> list[Table]:
 def print_profile(console: Console, result: ProfileResult, seed: int, seconds: float, output) -> None:
     """What `kdbench profile` prints: a table per engine, the head verdict with a line of reasons per measurement, the
     head claim, and where the result went."""
-    from kdbench.judge.verdict import head_claim, head_verdicts
+    from kdbench.judge.verdict import head_claim, head_verdicts, undecided
 
     lines = [] if result.smoke else head_verdicts(result, seed)
     print_all(
@@ -193,6 +192,8 @@ def print_profile(console: Console, result: ProfileResult, seed: int, seconds: f
             highlight=False,
         )
     console.print(f"[bold]Head claim:[/] {head_claim(lines, result.smoke)}", soft_wrap=True)
+    for text in undecided(lines):
+        console.print(f"  undecided: {text}", soft_wrap=True, highlight=False)
     worst = max(result.cells, key=lambda c: c.stats.cv)
     console.print(
         f"{len(result.cells)} cells in {seconds:.0f} s; largest CV {worst.stats.cv:.1%} ({worst.student}, "

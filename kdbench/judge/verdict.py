@@ -7,11 +7,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdbench.measure.clock import BLOCK_S
+from kdbench.measure.comparisons import (
+    FASTER,
+    MEANINGFUL_SPEEDUP,
+    TOO_FEW,
+    classify,
+    decided,
+    excludes_speedup,
+    head_reduced,
+    pruned_twin,
+    rounds_to_decide,
+)
 from kdbench.measure.result import ProfileResult, teacher_of
-from kdbench.measure.stats import MIN_BLOCKS, MIN_SAMPLES, Interval
-
-MEANINGFUL_SPEEDUP = 1.05  # a speed-up counts only when its whole 95 % interval lies above this
-
+from kdbench.measure.stats import MIN_BLOCKS, MIN_SAMPLES, Interval, block_seconds
 
 SAME_FLOPS = 0.98  # FLOPs ratios at or above this mean "the same work"
 
@@ -31,6 +40,12 @@ class HeadLine:
     pruned_flops_ratio: float | None
     outcome: str  # "faster", "slower", "no difference shown" or "too few samples"
     reason: str
+    round_s: float = 2 * BLOCK_S  # seconds one more round of the teacher and this student takes (their mean blocks)
+
+    @property
+    def to_decide(self) -> int | None:
+        """Roughly how many more paired rounds would decide this comparison (None: decided, or out of reach)."""
+        return rounds_to_decide(self.speedup)
 
     def to_dict(self) -> dict:
         device, backend, dtype, batch, seq = self.grid_key
@@ -50,57 +65,8 @@ class HeadLine:
             "pruned_flops_ratio": self.pruned_flops_ratio,
             "outcome": self.outcome,
             "reason": self.reason,
+            "rounds_to_decide": self.to_decide,
         }
-
-
-FASTER, SLOWER, NO_DIFFERENCE, TOO_FEW = "faster", "slower", "no difference shown", "too few samples"
-
-
-def classify(speedup: Interval) -> str:
-    """Three outcomes, and a refusal: 'faster' when the whole interval clears MEANINGFUL_SPEEDUP, 'slower' when it
-    lies below 1, 'no difference shown' otherwise (the data does not say "no"); 'too few samples' when the interval
-    rests on fewer calls or blocks of time than a verdict needs (stats.MIN_SAMPLES, stats.MIN_BLOCKS)."""
-    if not speedup.sufficient:
-        return TOO_FEW
-    if speedup.low > MEANINGFUL_SPEEDUP:
-        return FASTER
-    if speedup.high < 1.0:
-        return SLOWER
-    return NO_DIFFERENCE
-
-
-def excludes_speedup(speedup: Interval) -> bool:
-    """Whether a meaningful speed-up is ruled out: the whole interval lies below MEANINGFUL_SPEEDUP."""
-    return speedup.sufficient and speedup.high < MEANINGFUL_SPEEDUP
-
-
-def _head_reduced(result: ProfileResult) -> list[str]:
-    """Students with fewer (wider) heads than their own teacher and every other size equal."""
-    out = []
-    for n, s in result.students.items():
-        t = result.students.get(teacher_of(n))
-        if (
-            n != teacher_of(n)
-            and t
-            and s["heads"] < t["heads"]
-            and not s["pruned"]
-            and all(s[k] == t[k] for k in ("layers", "hidden", "ffn"))
-        ):
-            out.append(n)
-    return out
-
-
-def _pruned_twin(result: ProfileResult, name: str) -> str | None:
-    """The pruned-head student of the same shape (and, for trained students, the same task)."""
-    s = result.students[name]
-    for n, o in result.students.items():
-        if (
-            o["pruned"]
-            and teacher_of(n) == teacher_of(name)
-            and all(o[k] == s[k] for k in ("heads", "layers", "hidden", "ffn"))
-        ):
-            return n
-    return None
 
 
 def _reason(
@@ -133,7 +99,7 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
     lines: list[HeadLine] = []
     for key in result.grid_keys():
         seq = str(key[4])
-        for name in _head_reduced(result):
+        for name in head_reduced(result.students):
             cell = result.cell(name, key)
             base = result.cell(teacher_of(name), key)
             if cell is None or base is None:
@@ -142,7 +108,7 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
             s = result.students[name]
             speed = result.speedup(cell, seed)
             flops = s["flops_per_sequence"][seq] / t_flops
-            twin = _pruned_twin(result, name)
+            twin = pruned_twin(result.students, name)
             twin_cell = result.cell(twin, key) if twin else None
             twin_speed = result.speedup(twin_cell, seed) if twin_cell else None
             twin_flops = result.students[twin]["flops_per_sequence"][seq] / t_flops if twin else None
@@ -169,6 +135,7 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
                     twin_flops,
                     outcome,
                     reason,
+                    block_seconds(base.samples, base.blocks) + block_seconds(cell.samples, cell.blocks),
                 )
             )
     return lines
@@ -209,3 +176,31 @@ def head_claim(lines: list[HeadLine], smoke: bool = False) -> str:
         f"HOLDS: all {len(lines)} head-reduced measurements rule out a speed-up above {MEANINGFUL_SPEEDUP:.2f}x "
         "(fewer, wider heads keep the projection FLOPs; only pruning heads shrinks them)"
     )
+
+
+def undecided(lines: list[HeadLine]) -> list[str]:
+    """One line per comparison the profile left undecided: the half-width its interval reached, and roughly how much
+    more measuring (rounds of the teacher and that student alone) would decide it."""
+    out = []
+    for ln in lines:
+        if decided(ln.speedup) and ln.outcome != TOO_FEW:
+            continue
+        s = ln.speedup
+        where = f"{ln.student} ({ln.grid_key[1]}, {ln.grid_key[0]}, {ln.grid_key[2]}, batch {ln.grid_key[3]})"
+        if ln.outcome == TOO_FEW:
+            out.append(f"{where} {s}: too few samples for an interval (raise --min-runs, --min-blocks or --budget)")
+            continue
+        half = (s.high / s.low) ** 0.5 - 1
+        if s.method != "paired rounds":
+            more = "re-measure it with this version of kdbench to pair its rounds"
+        elif ln.to_decide is None:
+            more = "its estimate sits on the 1.05x bound: no affordable measuring decides it"
+        else:
+            seconds = _duration(ln.to_decide * ln.round_s)
+            more = f"about {ln.to_decide} more rounds (~{seconds}; raise --budget) would decide it"
+        out.append(f"{where} {s}: +/-{half:.1%} after {s.blocks} rounds; {more}")
+    return out
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

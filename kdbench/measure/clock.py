@@ -9,6 +9,7 @@ Backends only expose `synchronize()`; everything else about clocks lives here. A
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Target:
     synchronize: Callable[[], None]
     samples: list[float] = field(default_factory=list)
     blocks: list[int] = field(default_factory=list)  # the measuring block of each sample
+    rounds: list[int] = field(default_factory=list)  # the round of the rotation each sample's block was in
     spent: float = 0.0  # seconds of timed calls so far
     min_blocks: int = 1  # blocks of time the samples must span (the unit of noise an interval needs)
 
@@ -87,38 +89,76 @@ class Target:
         return (n >= min_runs and self.spent >= min_time_s and spread) or (n >= 2 and self.spent >= max_time_s)
 
 
+BLOCK_S = 0.25  # seconds of back-to-back calls a measuring block lasts
+
+
+@dataclass
+class Rotation:
+    """Block and round numbers that stay unique over every measuring loop of one profile: a teacher timed beside
+    several groups of students keeps one cell, and each of its blocks pairs with the students' of the same round."""
+
+    block: int = 0
+    round: int = 0
+
+
 def measure_interleaved(
     targets: list[Target],
     clock: Clock,
     min_runs: int,
     min_time_s: float,
     max_time_s: float,
-    block_s: float = 0.25,
+    block_s: float = BLOCK_S,
     on_block: Callable[[Target], None] | None = None,
+    rotation: Rotation | None = None,
+    rounds: int | None = None,
 ) -> None:
     """Time several models at the same grid point in alternating blocks (fills each target's `samples`).
 
     A shared machine drifts (other tenants, thermal state); measuring the teacher and its students in round-robin
-    blocks of about `block_s` seconds spreads that drift over all of them, so their ratios stay honest. Within a block
-    calls run back to back, as in a serving loop. A target leaves the rotation once it has `min_runs` calls and
-    `min_time_s` seconds (or `max_time_s`); the caller has warmed every target up already.
+    blocks of about `block_s` seconds spreads that drift over all of them, so their ratios stay honest, and the blocks
+    of one round - adjacent in time - pair up: their ratio cancels drift slower than a round. Every other round runs
+    in reverse order (ABBA), so a trend within rounds (a CPU's turbo fading after a warm-up) favours no model: the
+    teacher is first in one round and last in the next. Within a block calls run
+    back to back, as in a serving loop. A target leaves the rotation once it has `min_runs` calls and `min_time_s`
+    seconds (or `max_time_s`); with `rounds`, every target instead gets exactly that many more rounds (the adaptive
+    phase of a profile). The caller has warmed every target up already.
     """
+    rotation = rotation or Rotation()
     pending = list(targets)
-    block = 0
-    while pending:
-        for t in pending:
+    for done_rounds in itertools.count(1):
+        rotation.round += 1
+        for t in pending if rotation.round % 2 else pending[::-1]:
             block_start = clock.now()
-            block += 1
+            rotation.block += 1
             while True:
                 sample = clock.time_call(t.call, t.synchronize)
                 t.samples.append(sample)
-                t.blocks.append(block)
+                t.blocks.append(rotation.block)
+                t.rounds.append(rotation.round)
                 t.spent += sample
-                if clock.now() - block_start >= block_s or t.done(min_runs, min_time_s, max_time_s):
+                if clock.now() - block_start >= block_s:
+                    break
+                if rounds is None and t.done(min_runs, min_time_s, max_time_s):
                     break
             if on_block:
                 on_block(t)
+        if rounds is not None:
+            if done_rounds >= rounds:
+                return
+            continue
         pending = [t for t in pending if not t.done(min_runs, min_time_s, max_time_s)]
+        if not pending:
+            return
+
+
+def round_seconds(targets: list[Target]) -> float:
+    """Seconds one more round of `targets` will take: each one's last block (a block runs until BLOCK_S has passed,
+    so it lasts BLOCK_S plus up to one call)."""
+    total = 0.0
+    for t in targets:
+        last = t.blocks[-1] if t.blocks else None
+        total += sum(s for s, b in zip(t.samples, t.blocks, strict=True) if b == last) if last is not None else BLOCK_S
+    return total
 
 
 def warm_up(

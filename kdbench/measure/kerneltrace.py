@@ -100,7 +100,7 @@ def trace_models(cfg, calls: int = 10) -> list[Trace]:
     import torch
 
     from kdbench.engines.pytorch import TorchBackend
-    from kdbench.measure.profile import _entries, make_inputs, plan
+    from kdbench.measure.models import entries, make_inputs, plan
     from kdbench.zoo.modeling import build_model
 
     check_device(cfg.device)
@@ -108,10 +108,11 @@ def trace_models(cfg, calls: int = 10) -> list[Trace]:
     dtype, seq = cfg.dtypes[0], cfg.seq_lens[0]
     clock = clock_for(cfg.device)
     out = []
-    for entry in _entries(p):
+    for entry in entries(p):
         torch.manual_seed(cfg.seed)
         model = build_model(p.teacher_config, entry.shape)
-        session = TorchBackend().open(entry, model, cfg.device, dtype, cfg.threads, lambda *_: None)["torch"]
+        load = lambda m=model: m  # noqa: E731
+        session = TorchBackend().open(entry, load, cfg.device, dtype, cfg.threads, lambda *_: None)["torch"]
         for batch in cfg.batch_sizes:
             inputs = session.prepare(make_inputs(p.teacher_config.vocab_size, batch, seq, cfg.seed))
             warm_up(lambda s=session, x=inputs: s.run(x), session.synchronize, clock, cfg.warmup_runs, 0.0)

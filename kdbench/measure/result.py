@@ -11,13 +11,9 @@ from kdbench.core.io import atomic_write_json, read_json
 from kdbench.measure.stats import LatencyStats
 
 SCHEMA = "kdbench.profile"
-
-
-SCHEMA_VERSION = 2  # 2: each cell records the measuring block of every sample (version 1 files are still read);
-
-
-# cells may also carry first_call_s and warmup_s (read as None where absent)
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3  # 3: each cell records the round of every sample and how many sequential looks its comparison
+# had (speed-ups pair rounds); 2: the measuring block of every sample; cells may carry first_call_s and warmup_s
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def teacher_of(student: str) -> str:
@@ -45,6 +41,8 @@ class Cell:
     blocks: tuple[int, ...] = ()  # the measuring block of each sample (empty in version 1 files)
     first_call_s: float | None = None  # seconds of the first untimed call (torch-compile compiles in it); None: unknown
     warmup_s: float | None = None  # seconds of all untimed warm-up calls before timing started; None: not kept
+    rounds: tuple[int, ...] = ()  # the rotation round of each sample (version 3): speed-ups pair rounds
+    looks: int = 0  # sequential looks at this cell's comparison with its teacher (0: none; see stats.look_alpha)
 
     @property
     def stats(self) -> LatencyStats:
@@ -86,6 +84,8 @@ class Cell:
             "blocks": list(self.blocks),
             "first_call_s": self.first_call_s,
             "warmup_s": self.warmup_s,
+            "rounds": list(self.rounds),
+            "looks": self.looks,
         }
 
     @classmethod
@@ -98,6 +98,11 @@ class Cell:
         if blocks and len(blocks) != len(samples):
             raise KdbenchError(
                 f"cell {d.get('student')}/{d.get('backend')} has {len(blocks)} block ids for {len(samples)} samples"
+            )
+        rounds = tuple(int(r) for r in d.get("rounds") or ())
+        if rounds and len(rounds) != len(samples):
+            raise KdbenchError(
+                f"cell {d.get('student')}/{d.get('backend')} has {len(rounds)} round ids for {len(samples)} samples"
             )
         return cls(
             d["student"],
@@ -115,6 +120,8 @@ class Cell:
             blocks,
             _seconds(d.get("first_call_s")),
             _seconds(d.get("warmup_s")),
+            rounds,
+            int(d.get("looks") or 0),
         )
 
 
@@ -197,11 +204,15 @@ class ProfileResult:
 
     def speedup(self, cell: Cell, seed: int = 0):
         """The cell's speed-up over its reference teacher cell (None without one), with its interval."""
-        from kdbench.measure.stats import speedup_interval
+        from kdbench.measure.stats import common_rounds, paired_speedup, speedup_interval
 
         ref = self.reference(cell)
         if ref is None:
             return None
+        # version 3: rounds pair up - unless the two were timed apart (a run's ONNX variant against the teacher's
+        # plain ONNX Runtime cell), when their blocks are independent observations, as in version 2
+        if common_rounds(ref, cell) >= 2:
+            return paired_speedup(ref, cell, cell.looks)
         return speedup_interval(
             ref.samples, cell.samples, seed, baseline_blocks=ref.blocks or None, candidate_blocks=cell.blocks or None
         )

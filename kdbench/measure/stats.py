@@ -1,4 +1,5 @@
-"""Latency statistics derived from raw per-run samples, and bootstrap confidence intervals for speed-ups.
+"""Latency statistics derived from raw per-run samples, and intervals for speed-ups: paired rounds with sequential
+looks (profiles since schema version 3), batch means (version 2) or a bootstrap of the samples (version 1).
 
 A record keeps its samples; every statistic is computed from them (as optimum-benchmark's latency tracker does), so a
 result file re-read later gives the same numbers and new statistics can be added without re-measuring.
@@ -11,14 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 2000  # resamples for the speed-up interval; enough for stable 2.5/97.5 percentiles
-
-
 CONFIDENCE = 0.95
-
-
 MIN_SAMPLES = 20  # timed calls a cell needs before its speed-up carries a verdict
-
-
 MIN_BLOCKS = 5  # separate measuring blocks a cell needs: on a shared machine the noise comes in stretches of time
 
 
@@ -72,14 +67,16 @@ class Interval:
     value: float
     low: float
     high: float
-    method: str = "bootstrap"  # "batch means" (blocks of time) or "bootstrap" (samples taken as independent)
+    method: str = "bootstrap"  # "paired rounds", "batch means" (blocks of time) or "bootstrap" (samples independent)
     samples: int = 0  # the smaller side's number of timed calls
-    blocks: int = 0  # the smaller side's number of measuring blocks (0: not recorded)
+    blocks: int = 0  # the smaller side's number of measuring blocks, or the paired rounds (0: not recorded)
 
     @property
     def sufficient(self) -> bool:
-        """Whether the interval may carry a verdict: enough calls, spread over enough separate blocks of time."""
-        return self.method == "batch means" and self.samples >= MIN_SAMPLES and self.blocks >= MIN_BLOCKS
+        """Whether the interval may carry a verdict: enough calls, spread over enough separate blocks (or paired
+        rounds) of time."""
+        methods = ("batch means", "paired rounds")
+        return self.method in methods and self.samples >= MIN_SAMPLES and self.blocks >= MIN_BLOCKS
 
     def to_dict(self) -> dict:
         return {
@@ -147,6 +144,63 @@ def _batch_means(value: float, lb: np.ndarray, lc: np.ndarray, n: int) -> Interv
     return Interval(
         value, value * float(np.exp(-half)), value * float(np.exp(half)), "batch means", n, int(min(lb.size, lc.size))
     )
+
+
+LOOK_GROWTH = 1.4  # a sequential comparison looks again once its paired rounds have grown by this factor
+
+
+def look_alpha(look: int) -> float:
+    """The error a sequential comparison may spend at its `look`-th look (1, 2, ...): 6/pi^2 / look^2 of the total, so
+    that every look together spends at most 1 - CONFIDENCE (a union bound: the interval at whatever look the
+    measuring stops is valid, however the stop was chosen). `look` 0: a comparison never looked at sequentially, the
+    plain 1 - CONFIDENCE."""
+    alpha = 1 - CONFIDENCE
+    return alpha if look <= 0 else alpha * 6 / (np.pi**2 * look**2)
+
+
+def next_look(rounds: int) -> int:
+    """The number of paired rounds at which a sequential comparison that has `rounds` now looks again."""
+    return max(rounds + 1, int(np.ceil(rounds * LOOK_GROWTH)))
+
+
+def round_medians(samples, rounds) -> dict[int, float]:
+    """The median of each round's samples (a target has one block per round)."""
+    x, r = np.asarray(samples, dtype=float), np.asarray(rounds)
+    return {int(k): float(np.median(x[r == k])) for k in np.unique(r)}
+
+
+def paired_speedup_interval(baseline, baseline_rounds, candidate, candidate_rounds, looks: int = 0) -> Interval:
+    """Speed-up of `candidate` over `baseline` from the rounds both were timed in: each round's ratio of block medians
+    (the two blocks adjacent in time, so drift slower than a round cancels) is one observation; the speed-up is their
+    geometric mean, with a t interval on their logarithms at the error `look_alpha(looks)` allows. Fewer than two
+    common rounds: the point alone, not sufficient."""
+    from scipy import stats
+
+    b, c = round_medians(baseline, baseline_rounds), round_medians(candidate, candidate_rounds)
+    common = sorted(set(b) & set(c))
+    d = np.log([b[r] / c[r] for r in common])
+    n = int(min(np.isin(baseline_rounds, common).sum(), np.isin(candidate_rounds, common).sum()))  # paired calls only
+    if d.size < 2:
+        value = float(np.exp(d.mean())) if d.size else float(np.median(baseline) / np.median(candidate))
+        return Interval(value, value, value, "paired rounds", n, int(d.size))
+    value = float(np.exp(d.mean()))
+    half = float(stats.t.ppf(1 - look_alpha(looks) / 2, d.size - 1)) * float(d.std(ddof=1) / np.sqrt(d.size))
+    return Interval(value, value * float(np.exp(-half)), value * float(np.exp(half)), "paired rounds", n, int(d.size))
+
+
+def paired_speedup(baseline, candidate, looks: int = 0) -> Interval:
+    """paired_speedup_interval of two measured things that carry `samples` and `rounds` (clock.Target, result.Cell)."""
+    return paired_speedup_interval(baseline.samples, baseline.rounds, candidate.samples, candidate.rounds, looks)
+
+
+def block_seconds(samples, blocks) -> float:
+    """The mean length of a measuring block: seconds of calls per block."""
+    return float(np.sum(samples)) / max(1, len(set(blocks)))
+
+
+def common_rounds(a, b) -> int:
+    """How many rounds two measured things (with `rounds`) were both timed in."""
+    return len(set(a.rounds) & set(b.rounds))
 
 
 def latency_interval(samples, blocks, stat: str = "p50") -> Interval:

@@ -31,26 +31,12 @@ from kdbench.core.io import atomic_write_json, read_json
 
 SCHEMA = "kdbench.run"
 PREDICTIONS_SCHEMA = "kdbench.predictions"  # predictions.json (kdbench.engines.inference writes it)
-
-
 LOCK = ".kdbench.lock"
-
-
 TMP_PREFIX = ".kdbench-tmp-"  # + pid + "-": temporary folders of a writer; a dead writer's are removed later
-
-
 ABSENT = "absent"  # no folder, or an empty one: a new run may start there
-
-
 STARTED = "started"  # config.json only: killed before its first checkpoint (nothing to resume)
-
-
 INTERRUPTED = "interrupted"  # config.json and a checkpoint, no metrics.json: --resume continues it
-
-
 FINISHED = "finished"  # metrics.json: the user's data; replaced only with --overwrite
-
-
 FOREIGN = "foreign"  # a non-empty folder that kdbench did not write: never replaced
 
 

@@ -34,8 +34,6 @@ FIELDS = (
 
 
 SWEEP_FIELDS = ("name", "tasks", "students", "seeds", "train_fractions", "budgets", "distill")
-
-
 BUDGET_FIELDS = ("max_train_samples", "epochs")  # a training budget: rows (null: all) x passes over them
 
 

@@ -13,11 +13,7 @@ from kdbench.core.names import check_choice
 from kdbench.tasks.task import Task, recorded_task, resolve_task
 
 FEATURE_LOSSES = ("mse", "cosine")
-
-
 INITS = ("teacher", "slice", "random")
-
-
 RECIPE_FIELDS = ("init", "alpha_hard", "alpha_soft", "alpha_feature", "temperature", "feature_loss")  # how it learns
 
 
@@ -46,8 +42,6 @@ class TrainConfig:
 
 
 TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
-
-
 TRAIN_RECIPE = tuple(n for n in TRAIN_FIELDS if n != "device")  # what a resumed run must keep (any device will do)
 
 

@@ -24,11 +24,7 @@ from kdbench.core.names import suggest
 from kdbench.zoo.teacher import TeacherShape
 
 GROUPS = ("paper", "heads", "pruned", "custom")
-
-
 FIELDS = ("name", "description", "group", "layers", "heads", "hidden", "ffn", "head_dim")
-
-
 TEACHER_NAME = "teacher"
 
 
@@ -279,8 +275,12 @@ def lookup_student(zoo: dict[str, StudentSpec], name: str) -> StudentSpec:
 def select(zoo: dict[str, StudentSpec], selection: str) -> list[StudentSpec]:
     """Pick students by comma-separated names and groups ('paper', 'heads', 'pruned', 'custom', 'all')."""
     chosen: list[StudentSpec] = []
+    if not selection.strip():
+        return chosen  # none chosen (a profile of trained runs only)
     for token in (s.strip() for s in selection.split(",")):
-        if not token or token == TEACHER_NAME:
+        if not token:
+            raise KdbenchError(f"the student list {selection!r} has an empty item; separate names by single commas")
+        if token == TEACHER_NAME:
             continue
         if token == "all":
             picked = list(zoo.values())

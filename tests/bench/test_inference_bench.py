@@ -17,7 +17,7 @@ import pytest
 from kdbench.engines.base import ModelEntry
 from kdbench.engines.registry import check_backend
 from kdbench.measure.profile import ProfileConfig, make_inputs, plan
-from kdbench.zoo.modeling import build_model
+from kdbench.zoo.modeling import build_model, student_config
 
 STUDENTS = os.environ.get("KDBENCH_BENCH_STUDENTS", "3L,6L_384D,4AH_pruned")
 BATCH, SEQ, THREADS = 1, 32, os.cpu_count() or 1
@@ -45,8 +45,8 @@ NAMES = ["teacher", *STUDENTS.split(",")]
 def test_inference(benchmark, zoo, student, backend):
     p, models = zoo
     shape, model = models[student]
-    entry = ModelEntry(shape.name, shape, p.teacher["model_type"])
-    session = check_backend(backend).open(entry, model, "cpu", "fp32", THREADS, lambda *_: None)[backend]
+    entry = ModelEntry(shape.name, shape, p.teacher["model_type"], config=student_config(p.teacher_config, shape))
+    session = check_backend(backend).open(entry, lambda: model, "cpu", "fp32", THREADS, lambda *_: None)[backend]
     inputs = session.prepare(make_inputs(p.teacher_config.vocab_size, BATCH, SEQ, 0))
     benchmark.group = f"{backend} b={BATCH} n={SEQ}"
     benchmark.extra_info.update(

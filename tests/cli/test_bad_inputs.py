@@ -517,6 +517,41 @@ CASES = [
         "--batch-sizes must be positive integers, got [0]",
     ),
     case(
+        lambda c: profile_args(c, "--students", "3L", "--batch-sizes", "1,,2"),
+        "profile-batch-sizes-empty-item",
+        "--batch-sizes has an empty item in '1,,2'",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L", "--backends", "torch,"),
+        "profile-backends-empty-item",
+        "--backends has an empty item in 'torch,'",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L,,4AH"),
+        "profile-students-empty-item",
+        "the student list '3L,,4AH' has an empty item",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L", "--min-time", "5", "--max-time", "0.1"),
+        "profile-max-time-below-min-time",
+        "--max-time is 0.1 s, less than the --min-time of 5 s",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L", "--budget", "-5m"),
+        "profile-budget-negative",
+        "--budget must be positive, got '-5m'",
+    ),
+    case(
+        lambda c: profile_args(c, "--quick", "--students", "3L", "--min-time", "10"),
+        "profile-quick-min-time-over-its-cap",
+        "--min-time is 10 s, longer than --quick's --max-time of 5 s; give --max-time too",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L", "--budget", "5 minutes"),
+        "profile-budget-malformed",
+        "--budget is '5 minutes'; expected a duration such as 90s, 45m or 2h",
+    ),
+    case(
         lambda c: profile_args(c, "--students", "3L", "--seq-lens", "600"),
         "profile-seq-lens-too-long",
         "--seq-lens 600 is longer than teacher 'roberta-base' allows (512",

@@ -22,6 +22,8 @@ FAST = [
     "3",
     "--min-time",
     "0",
+    "--budget",
+    "3s",  # tiny models' comparisons may stay undecided: the deciding phase would take the default 5 minutes
 ]
 
 
@@ -55,6 +57,8 @@ def test_help_explains_every_command():
             if param.param_type_name == "option" and param.name != "help":
                 assert param.help, f"{name} {param.opts[0]} has no help text"
                 assert param.opts[0] in text, f"{name} --help does not show {param.opts[0]}"
+    profile_help = " ".join(invoke("profile", "--help").output.split())
+    assert "--budget" in profile_help and "[default: 5m]" in profile_help  # the default profile decides in 5 minutes
 
 
 def test_students_table_for_the_embedded_teacher():
@@ -73,6 +77,14 @@ def test_profile_end_to_end_writes_a_result_and_prints_the_verdict(tiny_teacher,
     assert data["schema"] == "kdbench.profile" and len(data["cells"]) == 5 * 2
     assert "Attention-head verdict" in result.output and "Head claim" in result.output
     assert "two_heads (torch, cpu, batch 1)" in " ".join(result.output.split())
+    assert data["settings"]["budget_s"] == 3
+    again = invoke(
+        "profile", "--teacher", tiny_teacher, "--students-dir", tiny_zoo, "--students", "two_heads", "--backends",
+        "torch", *FAST, "--budget", "0", "-o", out,
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    data = json.loads(out.read_text())
+    assert data["settings"]["budget_s"] is None and all(c["looks"] == 0 for c in data["cells"])  # the minimum only
 
 
 @pytest.mark.parametrize(

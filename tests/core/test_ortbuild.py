@@ -17,8 +17,10 @@ from kdbench.core.errors import KdbenchError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def fake(monkeypatch, distributions: dict[str, str], providers: list[str]):
+def fake(monkeypatch, distributions: dict[str, str], providers: list[str], owners: list[str] | None = None):
+    """Installed builds (and which of them the import finds: all of them, as when they share one folder)."""
     monkeypatch.setattr(ort, "installed", lambda: dict(distributions))
+    monkeypatch.setattr(ort, "owners", lambda: list(distributions if owners is None else owners))
     monkeypatch.setattr(ort, "providers", lambda: list(providers))
 
 
@@ -36,6 +38,22 @@ def test_both_builds_installed_is_refused_with_what_to_uninstall(monkeypatch):
     text = str(err.value)
     assert "2 ONNX Runtime builds are installed" in text
     assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in text
+
+
+def test_a_build_in_its_own_folder_ahead_on_the_path_is_the_one_used(monkeypatch):
+    """The device machine's case: the CPU build in site-packages, onnxruntime-gpu installed with --target into a
+    folder ahead of it on the path - no file overwritten, and the import decides which one runs."""
+    both = {"onnxruntime": "1.30.0", "onnxruntime-gpu": "1.31.1"}
+    fake(monkeypatch, both, ["CUDAExecutionProvider", "CPUExecutionProvider"], owners=["onnxruntime-gpu"])
+    assert ort.check("cuda") == "CUDAExecutionProvider"
+    fake(monkeypatch, both, ["CPUExecutionProvider"], owners=["onnxruntime"])  # the CPU build first on the path
+    with pytest.raises(KdbenchError, match="needs ONNX Runtime's CUDA build, but onnxruntime 1.30.0 is installed"):
+        ort.check("cuda")
+
+
+def test_the_build_that_imports_is_found_from_its_files():
+    owners = ort.owners()
+    assert len(owners) == 1 and owners[0] in ort.installed()  # the one build whose files Python imports
 
 
 def test_cuda_with_the_cpu_build_says_what_to_install(monkeypatch):

@@ -275,6 +275,15 @@ def test_a_recipe_change_is_labelled_and_kept_out_of_the_claims(tmp_path):
     assert sliced["student"] == "384D [init slice]" and sliced["speed_from"] == "sst2/384D"
     assert verdicts(doc)["smaller hidden"] == "holds"
     assert "| 384D [init slice] |" in (tmp_path / "out" / "REPORT.md").read_text()
+    # the terminal table too: rich reads "[init slice]" as markup unless the label is escaped
+    from rich.console import Console
+
+    from kdbench.judge.render import macro_table
+
+    console = Console(record=True, width=200)
+    console.print(macro_table(doc["macro"]))
+    shown = [ln.split("│")[1].strip() for ln in console.export_text().splitlines() if "384D" in ln]
+    assert sorted(shown) == ["384D", "384D [init slice]"]
 
 
 def test_above_chance_is_the_share_of_the_teachers_margin_over_the_majority_class(tmp_path):

@@ -85,5 +85,38 @@ def test_interleaving_alternates_blocks_until_every_target_is_done():
     slow = Target("slow", lambda: (order.append("slow"), clock.tick()), lambda: None)
     measure_interleaved([fast, slow], clock, min_runs=6, min_time_s=0.0, max_time_s=100.0, block_s=0.25)
     assert len(fast.samples) == 6 and len(slow.samples) == 6
-    # blocks of two calls (0.25 s), alternating: drift on the machine hits both targets alike
-    assert order == ["fast", "fast", "slow", "slow"] * 3
+    # blocks of two calls (0.25 s), alternating, every other round reversed (ABBA): drift on the machine, and a
+    # trend within rounds, hit both targets alike
+    assert order == ["fast", "fast", "slow", "slow", "slow", "slow", "fast", "fast", "fast", "fast", "slow", "slow"]
+    assert fast.rounds == slow.rounds == [1, 1, 2, 2, 3, 3]
+
+
+def test_a_trend_within_rounds_favours_neither_model():
+    """A machine slowing down by 2 % from each block to the next, every round: with the teacher always first, each
+    paired ratio would show the student 2 % slower; in ABBA order the trend cancels."""
+    from kdbench.measure.clock import Rotation
+    from kdbench.measure.stats import paired_speedup
+
+    class Fading(FakeClock):
+        def time_call(self, fn, synchronize):
+            fn()
+            seconds = self.step * (1.0 + 0.02 * ((len(order) - 1) % 2))  # the second block of a round is slower
+            self.t += seconds
+            return seconds
+
+    order = []
+    clock = Fading(0.25)  # one call per 0.25 s block
+    teacher = Target("teacher", lambda: order.append("t"), lambda: None)
+    student = Target("student", lambda: order.append("s"), lambda: None)
+    measure_interleaved([teacher, student], clock, 0, 0.0, float("inf"), 0.25, rotation=Rotation(), rounds=8)
+    assert order[:4] == ["t", "s", "s", "t"]
+    speed = paired_speedup(teacher, student)
+    assert speed.value == pytest.approx(1.0, abs=1e-9)
+
+
+def test_the_next_round_lasts_each_target_s_last_block():
+    from kdbench.measure.clock import round_seconds
+
+    a = Target("a", lambda: None, lambda: None, samples=[0.1, 0.2, 0.3], blocks=[1, 2, 2])
+    b = Target("b", lambda: None, lambda: None, samples=[0.4], blocks=[3])
+    assert round_seconds([a, b]) == pytest.approx(0.5 + 0.4)

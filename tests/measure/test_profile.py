@@ -1,6 +1,7 @@
 """A real (tiny) profile on both backends: models built in code, exported to ONNX, timed for real."""
 
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -45,6 +46,7 @@ def test_torch_compile_is_timed_after_compiling_and_records_what_compiling_cost(
         **{**FAST, "batch_sizes": (1, 2)},
     )
     # (torch's own patch restores the setting afterwards; pytest's monkeypatch would delete it from torch's config)
+    counters.clear()  # graphs compiled by earlier tests in this process do not count
     with torch._dynamo.config.patch(recompile_limit=2):
         result = run_profile(cfg)
     by = {(c.student, c.backend, c.batch_size): c for c in result.cells}
@@ -83,13 +85,13 @@ def test_onnx_export_is_cached_by_shape(tiny_teacher, tiny_zoo, tmp_path, monkey
 def test_everything_is_checked_before_any_timing(tiny_teacher, tiny_zoo, monkeypatch):
     """A bad student, a student the teacher cannot host, a length past the teacher's positions: each fails before
     any model is built, warmed up or timed."""
-    from kdbench.measure import profile
+    from kdbench.measure import phases
     from kdbench.zoo import modeling
 
     work = []
     monkeypatch.setattr(modeling, "build_model", lambda *a, **k: work.append("built"))
-    monkeypatch.setattr(profile, "warm_up", lambda *a, **k: work.append("warmed up"))
-    monkeypatch.setattr(profile, "measure_interleaved", lambda *a, **k: work.append("timed"))
+    monkeypatch.setattr(phases, "warm_up", lambda *a, **k: work.append("warmed up"))
+    monkeypatch.setattr(phases, "measure_interleaved", lambda *a, **k: work.append("timed"))
     (tiny_zoo / "deep.toml").write_text("layers = 9\n")
     for settings, message in (
         (dict(students="nope"), "unknown student"),
@@ -177,3 +179,120 @@ def test_memory_is_per_model_and_int8_and_dtypes_are_grid_dimensions(tiny_teache
     assert set(result.breakdown["fp32"]) == {"teacher", "half_layers", "narrow"}
     parts = result.breakdown["fp32"]["teacher"]["seconds"]
     assert parts["total"] > 0 and parts["Q/K/V projections"] > 0
+
+
+# ----------------------------------------------------------------- groups, adaptive measuring, a bounded footprint
+class NoisyClock:
+    """A fake clock: every call lasts 10 ms times seeded log-normal noise (sd 30 %), whatever the model - so every
+    comparison is truly 1.0x and undecided for a while; time advances only by the simulated calls."""
+
+    def __init__(self, seed: int = 0):
+        import numpy as np
+
+        self.t, self.rng = 0.0, np.random.default_rng(seed)
+
+    def time_call(self, fn, synchronize):
+        fn()
+        synchronize()
+        seconds = 0.01 * float(self.rng.lognormal(0, 0.3))
+        self.t += seconds
+        return seconds
+
+    def now(self):
+        return self.t
+
+
+def test_the_verdict_group_comes_first_and_the_others_follow_within_a_parameter_limit(tiny_teacher, tiny_zoo):
+    from kdbench.measure import models
+
+    cfg = ProfileConfig(teacher=str(tiny_teacher), students="all", students_dir=tiny_zoo, **FAST)
+    p = plan(cfg)
+    students = models.describe_students(p, cfg.seq_lens)
+    assert models.comparison_groups(p, students) == [
+        (["teacher", "two_heads", "two_heads_pruned"], ["two_heads"]),
+        (["teacher", "half_layers", "narrow"], []),
+    ]
+    # a student as big as ten teachers does not share its group: a group holds at most three teachers' parameters
+    big = {**students, "half_layers": {**students["half_layers"], "parameters": 10 * students["teacher"]["parameters"]}}
+    assert [names for names, _ in models.comparison_groups(p, big)][1:] == [
+        ["teacher", "half_layers"],
+        ["teacher", "narrow"],
+    ]
+    # each head-reduced student is a group of its own, with its pruned twin if profiled
+    (tiny_zoo / "one_head.toml").write_text('name = "one_head"\ndescription = "one wide head"\nheads = "1/4"\n')
+    cfg = replace(cfg, students="two_heads,one_head,two_heads_pruned,half_layers")
+    p = plan(cfg)
+    students = models.describe_students(p, cfg.seq_lens)
+    assert models.comparison_groups(p, students) == [
+        (["teacher", "two_heads", "two_heads_pruned"], ["two_heads"]),
+        (["teacher", "one_head"], ["one_head"]),
+        (["teacher", "half_layers"], []),
+    ]
+
+
+def test_only_one_group_of_models_is_alive_while_timing(tiny_teacher, tiny_zoo, monkeypatch):
+    """The default profile held every model of the zoo open at once (8.45 GB); now a group's students are let go
+    before the next group is built, and ONNX Runtime with its graphs in the cache builds no eager model at all."""
+    import gc
+    import weakref
+
+    from kdbench.measure import models, phases
+
+    built, alive_at_timing = [], []
+    real_model, real_measure = models.load_model, phases.measure_interleaved
+
+    def model(p, cfg, name, progress):
+        m = real_model(p, cfg, name, progress)
+        built.append((name, weakref.ref(m)))
+        return m
+
+    def measure(targets, *args, **kw):
+        gc.collect()
+        alive_at_timing.append(sorted(n for n, r in built if r() is not None))
+        return real_measure(targets, *args, **kw)
+
+    monkeypatch.setattr(models, "load_model", model)
+    monkeypatch.setattr(phases, "measure_interleaved", measure)
+    cfg = ProfileConfig(teacher=str(tiny_teacher), students="all", students_dir=tiny_zoo, **FAST)
+    run_profile(cfg)  # the first run exports the graphs: ONNX Runtime builds each model once, to export it
+    built.clear()
+    alive_at_timing.clear()
+    result = run_profile(replace(cfg, batch_sizes=(1,)))
+    assert len({(c.student, c.backend) for c in result.cells}) == 10  # every model was timed on both engines
+    assert alive_at_timing == [
+        ["teacher", "two_heads", "two_heads_pruned"],  # eager: the verdict group
+        ["half_layers", "narrow", "teacher"],  # then the others, the teacher kept
+        [],  # ONNX Runtime, graphs cached: no eager model built
+        [],
+    ]
+
+
+def test_a_budget_measures_the_undecided_comparison_on_and_stays_inside_it(tiny_teacher, tiny_zoo):
+    """With a budget, the head-reduced student and its teacher get looks and paired rounds beyond the minimum, the
+    students no verdict needs stop at it, and the whole profile (fake time) stays within the budget."""
+    from kdbench.measure.clock import BLOCK_S
+
+    budget = 30.0
+    cfg = ProfileConfig(
+        teacher=str(tiny_teacher),
+        students="all",
+        students_dir=tiny_zoo,
+        backends=("torch",),
+        **{**FAST, "batch_sizes": (1,), "min_runs": 20, "min_time_s": 1.0, "min_blocks": 5},
+        budget_s=budget,
+    )
+    clock = NoisyClock()
+    seen, said = [], []
+    result = run_profile(cfg, progress=lambda d, n: (seen.append(n), said.append(d)), clock=clock)
+    assert sum(seen) == 5  # the teacher, timed beside both groups, is one cell and counted once
+    cell = {c.student: c for c in result.cells}
+    assert cell["two_heads"].looks >= 2 and cell["half_layers"].looks == cell["narrow"].looks == 0
+    assert cell["two_heads_pruned"].looks == 0  # shown beside the verdict, not what it rests on
+    assert len(set(cell["two_heads"].rounds)) > 2 * len(set(cell["half_layers"].rounds))
+    assert len(set(cell["two_heads_pruned"].rounds)) == len(set(cell["half_layers"].rounds))  # the minimum only
+    assert any(d.startswith("deciding two_heads against teacher") for d in said)
+    assert clock.now() <= budget + 2 * BLOCK_S * 3  # at most one round's overshoot past the budget
+    speed = result.speedup(cell["two_heads"])
+    assert speed.method == "paired rounds" and speed.blocks == len(set(cell["two_heads"].rounds))
+    without = run_profile(replace(cfg, budget_s=None), clock=NoisyClock())
+    assert {c.student: c.looks for c in without.cells}["two_heads"] == 0  # no budget: the minimum only

@@ -69,3 +69,58 @@ def test_batch_means_intervals_cover_the_true_speedup_at_the_minimum_sample_coun
     coverage = {k: v / trials for k, v in hits.items()}
     assert coverage["batch means"] >= 0.92, coverage
     assert coverage["independent"] <= 0.88, coverage
+
+
+# ------------------------------------------------------------------- sequential looks: valid however the stop is chosen
+@pytest.mark.parametrize("truth", [1.0, 1.05])
+def test_sequential_intervals_cover_at_the_stopping_time_under_drift(truth):
+    """Issue 26's criteria at the default settings: measuring until decided, the interval where it stops covers the
+    true speed-up at least 93 % of the time, and a pair no faster than the 1.05x bound (identical models, or exactly at
+    the bound) is called "faster" in at most 5 % of runs - though each run looked several times."""
+    from kdbench.measure.simulation import simulate
+
+    found = simulate(truth)
+    assert found["rounds"] > 10, found  # the comparisons were really looked at again and again
+    assert found["coverage"] >= 0.93, found
+    assert found["faster"] <= 0.05, found
+
+
+def test_looking_at_a_fixed_95_percent_each_time_would_fail_those_criteria(monkeypatch):
+    """The same simulation with every look at the plain 5 % error (no spending): at the 1.05x bound it stops on a
+    lucky look often enough to miss the truth and call the pair faster - what the checks above are there to catch."""
+    from kdbench.measure import stats
+    from kdbench.measure.simulation import simulate
+
+    monkeypatch.setattr(stats, "look_alpha", lambda look: 1 - stats.CONFIDENCE)
+    found = simulate(1.05)
+    assert found["coverage"] < 0.93 or found["faster"] > 0.05, found
+
+
+def test_the_error_spent_over_every_look_stays_within_five_percent():
+    from kdbench.measure.stats import CONFIDENCE, look_alpha, next_look
+
+    assert sum(look_alpha(k) for k in range(1, 10_000)) <= 1 - CONFIDENCE
+    assert look_alpha(0) == pytest.approx(1 - CONFIDENCE)  # never looked at sequentially: the plain interval
+    rounds = [5]
+    while rounds[-1] < 1000:
+        rounds.append(next_look(rounds[-1]))
+    assert len(rounds) < 20  # looks grow geometrically: few looks, each spending a fair share
+
+
+def test_paired_rounds_cancel_drift_that_independent_blocks_cannot():
+    """A machine slowing down steadily, both models timed in each round: the ratio of each round's block medians
+    stays put, so the paired interval is narrow where one built from the two sets of block medians is not."""
+    from kdbench.measure.stats import paired_speedup_interval
+
+    rng = np.random.default_rng(3)
+    rounds = np.repeat(np.arange(12), 5)
+    drift = np.exp(0.05 * rounds)  # 5 % slower every round
+    teacher = 0.1 * drift * np.exp(rng.normal(0, 0.01, rounds.size))
+    student = 0.08 * drift * np.exp(rng.normal(0, 0.01, rounds.size))
+    paired = paired_speedup_interval(teacher, rounds, student, rounds)
+    blocked = speedup_interval(teacher, student, baseline_blocks=rounds, candidate_blocks=rounds + 100)
+    assert paired.method == "paired rounds" and paired.sufficient
+    assert paired.low < 1.25 < paired.high
+    assert (paired.high - paired.low) * 5 < blocked.high - blocked.low
+    later = paired_speedup_interval(teacher, rounds, student, rounds, looks=4)
+    assert later.low < paired.low and later.high > paired.high  # a later look spends less error: a wider interval

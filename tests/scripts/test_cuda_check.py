@@ -32,7 +32,12 @@ def load_script():
 def test_dry_run_plans_the_whole_grid(tmp_path):
     r = run(str(tmp_path / "out"), "--dry-run", script="scripts/cuda_check.sh")
     assert r.returncode == 0, r.stderr
-    assert "plan: phases ceilings, steps, compile, trace, study, zoo" in r.stdout and "dry run" in r.stdout
+    assert "plan: phases ceilings, steps, compile, trace, ort, study, zoo" in r.stdout and "dry run" in r.stdout
+    assert (
+        "ort: teacher, 3L, 6L, 4AH, 4AH_pruned, 8AH on onnxruntime, onnxruntime:fp16 (fp32), batch 1, 32, 256, "
+        "length 128 with IO binding" in r.stdout
+    )
+    assert "ort: teacher, 3L, 6L, 4AH, 4AH_pruned, 8AH on torch, torch-compile (bf16)" in r.stdout
     assert "19 models x 2 dtypes" in r.stdout
     assert "compile: teacher, 3L, 4AH, 4AH_pruned on torch and torch-compile (CUDA graphs)" in r.stdout
     assert "trace: teacher, 9L, 384D, 8AH, 4AH at bf16, batch 32, 1" in r.stdout

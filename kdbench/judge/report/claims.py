@@ -8,7 +8,8 @@ import numpy as np
 
 from kdbench.judge.report.inputs import Inputs, teacher_shapes
 from kdbench.judge.uncertainty import verdict_from_support
-from kdbench.judge.verdict import FASTER, MEANINGFUL_SPEEDUP, TOO_FEW, excludes_speedup, head_verdicts
+from kdbench.judge.verdict import head_verdicts
+from kdbench.measure.comparisons import FASTER, MEANINGFUL_SPEEDUP, TOO_FEW, excludes_speedup
 
 KINDS = ("layers", "heads", "hidden", "combined", "pruned")
 

@@ -13,11 +13,7 @@ from kdbench.measure.result import ProfileResult
 from kdbench.results.run import Run
 
 SCHEMA = "kdbench.report"
-
-
 GRID_SETTINGS = ("batch_sizes", "seq_lens", "threads", "device")
-
-
 RUN_KEYS = ("task", "student", "score", "metric", "teacher_score", "share_of_teacher", "student_shape")
 
 
