@@ -24,6 +24,7 @@ class OneLineErrors(TyperGroup):
     base of every usage error typer raises (typer 0.29 and later carry their own click)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _started[0] = time.perf_counter()
         args = list(sys.argv[1:] if args is None else args)
         try:  # `kdbench` alone shows the help, as `kdbench --help` does
             code = super().main(args or ["--help"], prog_name, complete_var, standalone_mode=False, **extra)
@@ -89,7 +90,12 @@ def user_errors(fn):
     return wrapper
 
 
-STARTED = time.perf_counter()  # when the command started (the CLI is imported first): `profile --budget` counts from it
+_started = [time.perf_counter()]  # when the current command started: OneLineErrors.main sets it on every call
+
+
+def started() -> float:
+    """`time.perf_counter()` when the current command started (`profile --budget` counts from it)."""
+    return _started[0]
 
 
 # settings whose option is not simply --<setting with dashes>

@@ -149,8 +149,8 @@ def train_settings(given: dict):
 RunDirArg = Annotated[Path, typer.Argument(help="A run folder written by `kdbench distill`.")]
 
 
-def parse_duration(option: str, text: str) -> float:
-    """Seconds in '90', '90s', '45m' or '2h'."""
+def parse_duration(option: str, text: str, zero: bool = False) -> float:
+    """Seconds in '90', '90s', '45m' or '2h' (and 0 when `zero` allows it)."""
     units = {"s": 1, "m": 60, "h": 3600}
     text = text.strip().lower()
     number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
@@ -158,8 +158,10 @@ def parse_duration(option: str, text: str) -> float:
         seconds = float(number) * units[unit]
     except ValueError:
         raise KdbenchError(f"{option} is {text!r}; expected a duration such as 90s, 45m or 2h") from None
-    if not seconds > 0:
-        raise KdbenchError(f"{option} must be positive, got {text!r}")
+    if not (seconds >= 0 if zero else seconds > 0):
+        raise KdbenchError(f"{option} must be {'0 or more' if zero else 'positive'}, got {text!r}")
+    if seconds == float("inf"):
+        raise KdbenchError(f"{option} must be finite, got {text!r}")
     return seconds
 
 

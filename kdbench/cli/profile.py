@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kdbench.cli.app import STARTED, app, console, progress_bar, user_errors
+from kdbench.cli.app import app, console, progress_bar, started, user_errors
 from kdbench.cli.options import StudentsDirOpt, TeacherOpt, parse_duration, parse_ints, parse_names
 from kdbench.core.errors import KdbenchError
 from kdbench.measure.config import DEFAULTS
@@ -176,7 +176,7 @@ def profile(
         min_blocks=min_blocks,
         min_time_s=min_time,
         max_time_s=max_time,
-        budget_s=None if budget.strip() in ("0", "0s", "0m") else parse_duration("--budget", budget),
+        budget_s=parse_duration("--budget", budget, zero=True) or None,  # 0: the minimum only
         seed=seed,
         output=output,
         runs=tuple(runs or ()),
@@ -186,6 +186,6 @@ def profile(
     p = plan(cfg)  # every user error surfaces here, before the progress display starts
     with progress_bar("starting") as bar:
         bar("starting", 0, p.count * len(cfg.backends) * len(cfg.dtypes) * len(cfg.batch_sizes) * len(cfg.seq_lens))
-        result = run_profile(cfg, bar.advance, resolved=p, started=STARTED)
+        result = run_profile(cfg, bar.advance, resolved=p, started=started())
     result.save(cfg.output)
-    print_profile(console, result, cfg.seed, time.perf_counter() - STARTED, cfg.output)
+    print_profile(console, result, cfg.seed, time.perf_counter() - started(), cfg.output)

@@ -32,7 +32,7 @@ def study(
         typer.Option(
             "--list",
             help="List the cells: done, pending, or what a stopped study left and what the next run will do with it "
-            "(resume a training from its last checkpoint, or restart one stopped before its first).",
+            "(resume a training from its last checkpoint, or restart one stopped before its first); the report last.",
         ),
     ] = False,
     jobs: Annotated[
@@ -124,9 +124,13 @@ def study(
         console.print(f"report: {s.output_dir / 'REPORT.md'}")
         return
     if list_cells:
-        for c in cells(s):
-            word, note = c.status()
-            console.print(f"{word:<7} {c.id}" + (f": {note}" if note else ""), highlight=False, markup=False)
+        from kdbench.study.report import report_status
+
+        every = cells(s)
+        lines = [(c.id, *c.status()) for c in every]
+        lines.append(("report", *report_status(s, all(c.done() for c in every))))
+        for name, word, note in lines:
+            console.print(f"{word:<7} {name}" + (f": {note}" if note else ""), highlight=False, markup=False)
         return
     with Progress(
         TextColumn("{task.description}"),

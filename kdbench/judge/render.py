@@ -107,7 +107,8 @@ def profile_tables(result: ProfileResult, seed: int = 0) -> list[Table]:
 
 def head_table(lines: list[HeadLine]) -> Table:
     """The head verdict: measured speed-up, FLOPs ratio, the pruned twin, and the plain outcome."""
-    method = lines[0].speedup.method if lines else "batch means"
+    methods = sorted({line.speedup.method for line in lines}) or ["batch means"]
+    method = " or ".join(methods)  # a v2 file's lines and trained-run variants timed apart use batch means
     table = Table(title=f"Attention-head verdict (speed-up over the teacher, 95% interval by {method})")
     for col in (
         "student",

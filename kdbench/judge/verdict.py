@@ -20,7 +20,8 @@ from kdbench.measure.comparisons import (
     rounds_to_decide,
 )
 from kdbench.measure.result import ProfileResult, teacher_of
-from kdbench.measure.stats import MIN_BLOCKS, MIN_SAMPLES, Interval, block_seconds
+from kdbench.measure.clock import round_seconds
+from kdbench.measure.stats import MIN_BLOCKS, MIN_SAMPLES, Interval
 
 SAME_FLOPS = 0.98  # FLOPs ratios at or above this mean "the same work"
 
@@ -135,7 +136,7 @@ def head_verdicts(result: ProfileResult, seed: int = 0) -> list[HeadLine]:
                     twin_flops,
                     outcome,
                     reason,
-                    block_seconds(base.samples, base.blocks) + block_seconds(cell.samples, cell.blocks),
+                    round_seconds([base, cell]),
                 )
             )
     return lines

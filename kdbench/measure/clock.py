@@ -151,13 +151,14 @@ def measure_interleaved(
             return
 
 
-def round_seconds(targets: list[Target]) -> float:
-    """Seconds one more round of `targets` will take: each one's last block (a block runs until BLOCK_S has passed,
-    so it lasts BLOCK_S plus up to one call)."""
+def round_seconds(measured) -> float:
+    """Seconds one more round of `measured` (targets or cells: anything with samples and blocks) will take: for each,
+    its mean block, and never less than BLOCK_S - a block runs until BLOCK_S of wall time has passed, while a block
+    cut short at the minimum, or calls timed by CUDA events (device time, less than wall time), would count less."""
     total = 0.0
-    for t in targets:
-        last = t.blocks[-1] if t.blocks else None
-        total += sum(s for s, b in zip(t.samples, t.blocks, strict=True) if b == last) if last is not None else BLOCK_S
+    for m in measured:
+        blocks = len(set(m.blocks))
+        total += max(BLOCK_S, sum(m.samples) / blocks if blocks else 0.0)
     return total
 
 

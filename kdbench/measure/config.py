@@ -87,7 +87,10 @@ class ProfileConfig:
         if isinstance(max_time, bool) or not isinstance(max_time, int | float) or not 0 < max_time < float("inf"):
             raise ConfigError("max_time_s", f"must be positive and finite, got {max_time!r}")
         if max_time < self.min_time_s:
-            raise ConfigError("max_time_s", f"is {max_time:g} s, less than the --min-time of {self.min_time_s:g} s")
+            raise ConfigError(
+                "max_time_s",
+                f"is {max_time:g} s, less than the --min-time of {self.min_time_s:g} s (raise --max-time too)",
+            )
         budget = self.budget_s
         if budget is not None and (
             isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 < budget < float("inf")

@@ -191,17 +191,21 @@ class Profiler:
                     out.append((need, len(out), (backend, dtype, teacher, points)))
         return [item for _, _, item in sorted(out)]
 
-    def first_look_s(self, backend, dtype: str, teacher: str, points: dict) -> float:
-        """What reopening an engine's undecided comparisons costs before they can decide anything: opening and warming
-        its models (as a group took in phase one) and the first point's next look."""
-        from kdbench.measure.stats import block_seconds, common_rounds, next_look
+    def look_s(self, label: str, point: tuple, teacher: str, students: list) -> float:
+        """What one grid point's undecided comparisons cost before they can decide anything again: warming the
+        teacher and the students up (as long as it took in phase one) and their next look."""
+        from kdbench.measure.stats import common_rounds, next_look
 
-        (d, batch, seq), students = next(iter(points.items()))
-        found = self.measured.found
-        cells = [found[(n, backend.name, d, batch, seq)] for n in (teacher, *students)]
+        cells = [self.measured.found[(n, label, *point)] for n in (teacher, *students)]
         common = common_rounds(cells[0], cells[1])
-        per_round = sum(block_seconds(m.samples, m.blocks) for m in cells)
-        return self.opening_s.get((backend.name, dtype), 0.0) + (next_look(common) - common) * per_round * 1.2
+        warm = sum(m.warm[1] for m in cells)
+        return warm + (next_look(common) - common) * round_seconds(cells) * 1.2  # 20 %: loop and jitter
+
+    def first_look_s(self, backend, dtype: str, teacher: str, points: dict) -> float:
+        """What reopening an engine's undecided comparisons costs before they can decide anything: opening its models
+        (as a group took in phase one) and the first point's warm-up and next look."""
+        point, students = next(iter(points.items()))
+        return self.opening_s.get((backend.name, dtype), 0.0) + self.look_s(backend.name, point, teacher, students)
 
     def decide(self, engines: list, groups: list, until: float) -> None:
         """Phase two: the undecided comparisons, engine by engine (an equal share of the time left each; what one
@@ -216,6 +220,8 @@ class Profiler:
             sessions = open_group(self.p, self.cfg, backend, dtype, names, {}, self.progress)[backend.name]
             for j, (point, students) in enumerate(points.items()):
                 point_end = self.clock.now() + (share_end - self.clock.now()) / (len(points) - j)
+                if point_end - self.clock.now() < self.look_s(backend.name, point, teacher, students):
+                    continue  # its share cannot pay for a warm-up and one look: left undecided, on budget
                 self.decide_point(backend.name, sessions, point, teacher, students, point_end)
             del sessions
             release(self.cfg)

@@ -113,7 +113,7 @@ def speedup_interval(
     medians of the blocks are the independent observations (samples inside one block share the machine's state of
     that moment, so treating them as independent makes intervals far too narrow on a shared machine), and a Welch t
     interval on their logarithms gives the width around the ratio of medians. Its coverage is checked by simulation
-    in tests/test_stats.py. Without blocks (older files) it is a percentile bootstrap of the samples, reported as not
+    in tests/measure/test_stats.py. Without blocks (older files) it is a percentile bootstrap of the samples, reported as not
     sufficient for a verdict.
     """
     b = np.asarray(baseline, dtype=float)
@@ -191,11 +191,6 @@ def paired_speedup_interval(baseline, baseline_rounds, candidate, candidate_roun
 def paired_speedup(baseline, candidate, looks: int = 0) -> Interval:
     """paired_speedup_interval of two measured things that carry `samples` and `rounds` (clock.Target, result.Cell)."""
     return paired_speedup_interval(baseline.samples, baseline.rounds, candidate.samples, candidate.rounds, looks)
-
-
-def block_seconds(samples, blocks) -> float:
-    """The mean length of a measuring block: seconds of calls per block."""
-    return float(np.sum(samples)) / max(1, len(set(blocks)))
 
 
 def common_rounds(a, b) -> int:

@@ -21,6 +21,17 @@ def write_study_report(study: Study) -> dict:
     )
 
 
+def report_status(study: Study, cells_done: bool) -> tuple[str, str]:
+    """("done" | "pending", why) for the study's report, as `--list` shows it: pending while a cell is, or while
+    REPORT.md is missing or older than report.json (a run killed between the two files)."""
+    md, js = study.output_dir / "REPORT.md", study.output_dir / "report.json"
+    if not cells_done:
+        return "pending", "written when every cell is done"
+    if not md.is_file() or (js.is_file() and js.stat().st_mtime_ns > md.stat().st_mtime_ns):
+        return "pending", "the next run writes REPORT.md"
+    return "done", ""
+
+
 def baselines(study: Study) -> dict[str, float]:
     """Per task, the score of always answering the training split's majority class on the evaluation split."""
     from kdbench.tasks.loading import load_task

@@ -539,12 +539,17 @@ CASES = [
     case(
         lambda c: profile_args(c, "--students", "3L", "--budget", "-5m"),
         "profile-budget-negative",
-        "--budget must be positive, got '-5m'",
+        "--budget must be 0 or more, got '-5m'",
     ),
     case(
         lambda c: profile_args(c, "--quick", "--students", "3L", "--min-time", "10"),
         "profile-quick-min-time-over-its-cap",
         "--min-time is 10 s, longer than --quick's --max-time of 5 s; give --max-time too",
+    ),
+    case(
+        lambda c: profile_args(c, "--students", "3L", "--budget", "inf"),
+        "profile-budget-infinite",
+        "--budget must be finite, got 'inf'",
     ),
     case(
         lambda c: profile_args(c, "--students", "3L", "--budget", "5 minutes"),

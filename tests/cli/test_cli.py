@@ -7,6 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from kdbench.cli import app
+from kdbench.core.errors import KdbenchError
 
 runner = CliRunner()
 FAST = [
@@ -148,3 +149,12 @@ def test_missing_students_dir(tmp_path):
 def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
     result = invoke("profile", "--batch-sizes", "[1]", "-o", tmp_path / "p.json")
     assert_user_error(result, "--batch-sizes takes comma-separated integers, e.g. 1,8; got '[1]'")
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0m", "0h", "0.0", "0S"])
+def test_every_spelling_of_a_zero_budget_means_the_minimum_only(text):
+    from kdbench.cli.options import parse_duration
+
+    assert parse_duration("--budget", text, zero=True) == 0.0
+    with pytest.raises(KdbenchError, match="--time-limit must be positive"):
+        parse_duration("--time-limit", text)

@@ -114,9 +114,10 @@ def test_a_trend_within_rounds_favours_neither_model():
     assert speed.value == pytest.approx(1.0, abs=1e-9)
 
 
-def test_the_next_round_lasts_each_target_s_last_block():
-    from kdbench.measure.clock import round_seconds
+def test_the_next_round_lasts_each_target_s_mean_block_and_never_less_than_a_block():
+    from kdbench.measure.clock import BLOCK_S, round_seconds
 
-    a = Target("a", lambda: None, lambda: None, samples=[0.1, 0.2, 0.3], blocks=[1, 2, 2])
-    b = Target("b", lambda: None, lambda: None, samples=[0.4], blocks=[3])
-    assert round_seconds([a, b]) == pytest.approx(0.5 + 0.4)
+    a = Target("a", lambda: None, lambda: None, samples=[0.3, 0.2, 0.3], blocks=[1, 2, 2])  # blocks of 0.3 and 0.5
+    b = Target("b", lambda: None, lambda: None, samples=[0.01], blocks=[3])  # cut short after one call
+    c = Target("c", lambda: None, lambda: None)  # not measured yet
+    assert round_seconds([a, b, c]) == pytest.approx(0.4 + BLOCK_S + BLOCK_S)

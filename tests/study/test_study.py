@@ -79,6 +79,7 @@ def test_one_cell_at_a_time_and_skipping_finished_cells(tmp_path, bert_teacher, 
     assert "--report" in one.output and not (tmp_path / "out" / "REPORT.md").exists()  # a job of an array: no report
     listing = runner.invoke(app, ["study", str(path), "--list"]).output
     assert "done    distill/rte/two_heads_pruned/s7/f1.0" in listing and "pending distill/rte/half_layers" in listing
+    assert listing.splitlines()[-1] == "pending report: written when every cell is done"
     partial = runner.invoke(app, ["study", str(path), "--profile-finished"])  # a stopped study gets its speeds
     assert partial.exit_code == 0, partial.output
     timed = json.loads((tmp_path / "out" / "profile.json").read_text())["settings"]["runs"]
