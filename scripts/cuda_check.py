@@ -305,9 +305,10 @@ def ort_configs(out: Path):
     ]
 
 
-def run_ort(out: Path) -> dict:
+def run_ort(out: Path, until: float) -> dict:
     """ONNX Runtime on CUDA against PyTorch bf16, eager and compiled: p50 per engine, model and batch size, each
-    engine's speed-up over the teacher, ORT fp16 over torch bf16, the head verdict per engine, and `kdbench env`."""
+    engine's speed-up over the teacher, ORT fp16 over torch bf16, the head verdict per engine, and `kdbench env`.
+    A profile is started only while `until` (a time.time() value) leaves the previous one's time again."""
     import subprocess
 
     from kdbench.judge.verdict import head_claim, head_verdicts
@@ -316,12 +317,19 @@ def run_ort(out: Path) -> dict:
 
     env_text = subprocess.run([sys.executable, "-m", "kdbench", "env"], capture_output=True, text=True).stdout
     log("ort: kdbench env\n" + env_text)
-    results = []
+    results, last = [], 0.0
     for cfg in ort_configs(out):
+        if time.time() + last > until:
+            log(f"ort: {', '.join(cfg.backends)} left out (the phase's time is spent)")
+            continue
+        t0 = time.time()
         r = run_profile(cfg)
         r.save(cfg.output)
         results.append(r)
-        log(f"ort: {', '.join(cfg.backends)} done")
+        last = time.time() - t0
+        log(f"ort: {', '.join(cfg.backends)} done in {last:.0f} s")
+    if not results:
+        return {"markdown": "ONNX Runtime on CUDA: nothing measured (no time left)"}
     merged = ProfileResult(
         results[0].environment, {"ort": True}, results[0].teacher, results[0].students,
         tuple(c for r in results for c in r.cells),
@@ -667,7 +675,8 @@ def main() -> int:
         doc["trace"] = phase("trace", lambda: run_trace(args.out))
         sections.append(doc["trace"].pop("markdown") if doc["trace"] else "")
     if "ort" in phases:
-        doc["ort"] = phase("ort", lambda: run_ort(args.out))
+        until = end - study_reserve(phases)
+        doc["ort"] = phase("ort", lambda: run_ort(args.out, until))
         sections.append(doc["ort"].pop("markdown") if doc["ort"] else "")
     if study is not None and "study" in phases:
         study.output_dir.mkdir(parents=True, exist_ok=True)

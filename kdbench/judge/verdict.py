@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kdbench.measure.clock import BLOCK_S
+from kdbench.measure.clock import BLOCK_S, round_seconds
 from kdbench.measure.comparisons import (
     FASTER,
     MEANINGFUL_SPEEDUP,
@@ -20,7 +20,6 @@ from kdbench.measure.comparisons import (
     rounds_to_decide,
 )
 from kdbench.measure.result import ProfileResult, teacher_of
-from kdbench.measure.clock import round_seconds
 from kdbench.measure.stats import MIN_BLOCKS, MIN_SAMPLES, Interval
 
 SAME_FLOPS = 0.98  # FLOPs ratios at or above this mean "the same work"
@@ -41,7 +40,7 @@ class HeadLine:
     pruned_flops_ratio: float | None
     outcome: str  # "faster", "slower", "no difference shown" or "too few samples"
     reason: str
-    round_s: float = 2 * BLOCK_S  # seconds one more round of the teacher and this student takes (their mean blocks)
+    round_s: float = 2 * BLOCK_S  # seconds one more round of the teacher and this student takes (clock.round_seconds)
 
     @property
     def to_decide(self) -> int | None:

@@ -113,8 +113,8 @@ def speedup_interval(
     medians of the blocks are the independent observations (samples inside one block share the machine's state of
     that moment, so treating them as independent makes intervals far too narrow on a shared machine), and a Welch t
     interval on their logarithms gives the width around the ratio of medians. Its coverage is checked by simulation
-    in tests/measure/test_stats.py. Without blocks (older files) it is a percentile bootstrap of the samples, reported as not
-    sufficient for a verdict.
+    in tests/measure/test_stats.py. Without blocks (older files) it is a percentile bootstrap of the samples,
+    reported as not sufficient for a verdict.
     """
     b = np.asarray(baseline, dtype=float)
     c = np.asarray(candidate, dtype=float)
