@@ -4,6 +4,7 @@ tiny models and a faked session where a GPU would be needed)."""
 import numpy as np
 import onnx
 import pytest
+import transformers
 
 from kdbench.core.errors import KdbenchError
 from kdbench.engines import onnxruntime as engine
@@ -36,7 +37,11 @@ def test_fp16_variant_halves_every_weight_and_keeps_ids_in_and_fp32_logits_out(t
     assert floats and all(t.data_type == onnx.TensorProto.FLOAT16 for t in floats if len(t.dims) >= 2)
     assert {i.type.tensor_type.elem_type for i in graph.input} == {onnx.TensorProto.INT64}
     assert [o.type.tensor_type.elem_type for o in graph.output] == [onnx.TensorProto.FLOAT]
-    assert "Attention" in {n.op_type for n in graph.node}  # the transformer fusions ran first
+    ops = {n.op_type for n in graph.node}
+    assert {"SkipLayerNormalization", "BiasGelu"} <= ops  # the transformer fusions ran first
+    if int(transformers.__version__.split(".")[0]) < 5:
+        # transformers 5 builds its attention mask with Where/IsNaN, a pattern ORT's attention fusion does not match
+        assert "Attention" in ops
     fp32 = engine.zoo_variant(entry, load, "fp32", lambda *_: None)
     assert path.stat().st_size < 0.7 * fp32.stat().st_size
 
