@@ -129,14 +129,16 @@ class Profiler:
     measured: _Cells = field(default_factory=_Cells)
     rotation: Rotation = field(default_factory=Rotation)
     teachers: dict = field(default_factory=dict)
-    opening_s: dict = field(default_factory=dict)  # (engine, dtype) -> most seconds a group took to open and warm
+    opening_s: dict = field(default_factory=dict)  # (engine, dtype) -> most seconds a group took to open
 
     def group(self, backend, dtype: str, names: list[str]) -> None:
         """Phase one for one group on one engine: open its sessions, give every cell its minimum at every grid
         point; the sessions close on return."""
         cfg, progress = self.cfg, self.progress
         opened = self.clock.now()
-        by_label = open_group(self.p, cfg, backend, dtype, names, self.teachers, progress)
+        by_label = open_group(self.p, cfg, backend, dtype, names, self.teachers, progress)  # every session built here
+        key = (backend.name, dtype)
+        self.opening_s[key] = max(self.opening_s.get(key, 0.0), self.clock.now() - opened)
         for label, sessions in by_label.items():
             counted = label == backend.name  # a trained run's ONNX variants are extra cells, not the grid's
             for seq in cfg.seq_lens:
@@ -144,11 +146,6 @@ class Profiler:
                     point = (dtype, batch, seq)
                     arrays = make_inputs(self.vocab, batch, seq, cfg.seed)
                     warmed = warm_targets(cfg, sessions, arrays, self.clock, progress)
-                    if opened is not None:
-                        cost = self.clock.now() - opened
-                        key = (backend.name, dtype)
-                        self.opening_s[key] = max(self.opening_s.get(key, 0.0), cost)
-                        opened = None
                     measure_interleaved(
                         [t for t, _, _ in warmed.values()], self.clock, cfg.min_runs, cfg.min_time_s,
                         cfg.max_time_s, BLOCK_S, rotation=self.rotation,

@@ -26,6 +26,8 @@ def test_every_piece_of_the_wheel_travels_beside_the_working_tree_under_the_limi
     limit = mod.LIMIT_MIB * mod.MIB
     assert all(p + tree + 64 * 1024 <= limit for p in pieces), (tree, pieces)  # + the manifest with the last
     assert max(pieces) - min(pieces) <= 1  # nearly equal: no call waits on one big piece
+    fewer = -(-wheel["bytes"] // (len(pieces) - 1))  # the largest piece with one call less
+    assert fewer + tree + 64 * 1024 > (mod.LIMIT_MIB - mod.MARGIN_MIB) * mod.MIB  # as few calls as fit: no call wasted
 
 
 def test_split_and_join_give_back_the_file_and_refuse_a_missing_or_changed_piece(tmp_path):
